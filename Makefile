@@ -1,0 +1,47 @@
+# aios — two commands: `make run` (everything, embedded profile, no servers) and `make test`.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+UV_VERSION := 0.13.9
+
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE := 1
+export GX_ANALYTICS_ENABLED := false
+export DAGSTER_HOME ?= $(CURDIR)/.aios/dagster
+
+.PHONY: install run demo test dev lock bench clean dagster-home
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --python $(BIN)/python -q requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+dagster-home:
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+
+run: install dagster-home
+	$(BIN)/aios demo
+
+demo: run
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+dev: install dagster-home
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(BIN)/python -m bench
+
+lock:
+	$(BIN)/uv pip compile requirements.in -o requirements.lock --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+
+clean:
+	rm -rf .aios
