@@ -1,0 +1,1 @@
+"""aios shared kernel: schemas, settings and profiles, hashing, the `aios` CLI. Never imports Dagster."""
