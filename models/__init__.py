@@ -1,0 +1,2 @@
+"""Pure decision modules: generator, features, classifier, calibration, Bayesian fusion, drift,
+validation, routing and the one decision function. Never imports Dagster."""

@@ -1,0 +1,164 @@
+"""The one decision function: features → calibrated score → Bayesian posterior → policy route.
+
+The batch path (Dagster) and the sync path (service/) both call `decide`; the same
+feature row with the same pinned versions gives the same decision, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from governance.policy import PolicySet
+from models.bayes import FraudNetwork, evidence_frame
+from models.classifier import feature_contributions, score
+from models.compiled_network import CompiledNetwork
+from models.features import FEATURE_COLUMNS, feature_version
+from models.fusion import compile_network, fuse
+
+DECISION_COLUMNS = ["claim_id", "amount", "score", "p_fraud", "p_fraud_low", "p_fraud_high", "route",
+                    "rationale", "uncertainty_drivers", "versions", "snapshot_hash"]
+TOP_FEATURES = 3
+TOP_DRIVERS = 3
+
+
+@dataclass
+class DecisionModels:
+    """Everything a decision depends on, pinned: classifier (MLflow name+version), network, policy."""
+
+    classifier: Any
+    classifier_name: str
+    classifier_version: str
+    network: FraudNetwork
+    policy: PolicySet
+    compiled: CompiledNetwork | None = None
+
+    def __post_init__(self) -> None:
+        if self.compiled is None:
+            self.compiled = compile_network(self.network)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {
+            "classifier": f"{self.classifier_name}/{self.classifier_version}",
+            "bayes_net": self.network.version,
+            "policy": self.policy.label,
+            "features": feature_version(),
+        }
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the form that is hashed and stored."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+
+
+def snapshot_records(features: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each feature row as a plain dict (NaN → None), claim id included: what a snapshot stores."""
+    frame = features.reset_index()
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict("records")
+
+
+def snapshot_hash(record: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of one feature row."""
+    return hashlib.sha256(canonical_json(record).encode()).hexdigest()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "missing" if np.isnan(v) else f"{v:.3g}"
+    return str(v)
+
+
+def score_claims(features: pd.DataFrame, classifier: Any) -> pd.DataFrame:
+    """Stage 1: the calibrated classifier's score per claim and each feature's contribution to it."""
+    X = features[FEATURE_COLUMNS]
+    s = score(classifier, X)
+    contrib = feature_contributions(classifier, X, base=s)
+    return pd.concat([pd.DataFrame({"score": s}, index=features.index), contrib.add_prefix("contrib__")], axis=1)
+
+
+def posterior_claims(features: pd.DataFrame, scores: pd.DataFrame, compiled: CompiledNetwork) -> pd.DataFrame:
+    """Stage 2: the network's evidence, posterior, interval, evidence contributions and value of information."""
+    evidence = evidence_frame(features, scores["score"].to_numpy())
+    fusion = fuse(compiled, evidence)
+    return pd.concat([
+        evidence.add_prefix("evidence__"),
+        pd.DataFrame({"p_fraud": fusion.p_fraud, "p_fraud_low": fusion.low, "p_fraud_high": fusion.high},
+                     index=features.index),
+        fusion.contributions.add_prefix("moved__"),
+        fusion.value_of_information.add_prefix("voi__"),
+    ], axis=1)
+
+
+def _strip(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    cols = [c for c in frame.columns if c.startswith(prefix)]
+    return frame[cols].rename(columns=lambda c: c[len(prefix):])
+
+
+def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.DataFrame, policy: PolicySet,
+                 versions: dict[str, str]) -> pd.DataFrame:
+    """Stage 3: the policy's route and the decision contract's fields for each claim.
+
+    List and dict fields are canonical JSON strings so decisions store and compare exactly.
+    """
+    X = features[FEATURE_COLUMNS]
+    s = scores["score"].to_numpy()
+    p = posteriors["p_fraud"].to_numpy()
+    amount = features["amount"].to_numpy(dtype=float)
+    routes = policy.route(p, amount)
+    contrib = _strip(scores, "contrib__")
+    evidence = _strip(posteriors, "evidence__")
+    moved = _strip(posteriors, "moved__")
+    voi = _strip(posteriors, "voi__")
+    top_idx = np.argsort(-np.abs(contrib.to_numpy()), axis=1)[:, :TOP_FEATURES]
+    cols = np.array(contrib.columns)
+    moved_arr = moved.to_numpy(dtype=float)
+    voi_arr = voi.to_numpy(dtype=float)
+    records = snapshot_records(features)
+    rationale, drivers, hashes = [], [], []
+    for i in range(len(features)):
+        lines = [f"classifier score {s[i]:.3f} ({evidence['score_band'].iat[i]} band)"]
+        for j in top_idx[i]:
+            c = cols[j]
+            lines.append(f"{c}={_fmt(X[c].iat[i])} moved the score {contrib[c].iat[i]:+.3f}")
+        for k, v in enumerate(moved.columns):
+            if v != "score_band" and not np.isnan(moved_arr[i, k]):
+                lines.append(f"{v}={evidence[v].iat[i]} moved p_fraud {moved_arr[i, k]:+.3f}")
+        rationale.append(canonical_json(lines))
+        row_voi = voi_arr[i]
+        order = [j for j in np.argsort(-np.nan_to_num(row_voi, nan=-1.0)) if not np.isnan(row_voi[j])][:TOP_DRIVERS]
+        drivers.append(canonical_json([{"signal": voi.columns[j], "expected_change": round(float(row_voi[j]), 6)}
+                                       for j in order]))
+        hashes.append(snapshot_hash(records[i]))
+    return pd.DataFrame({
+        "claim_id": features.index.astype(str),
+        "amount": amount,
+        "score": s,
+        "p_fraud": p,
+        "p_fraud_low": posteriors["p_fraud_low"].to_numpy(),
+        "p_fraud_high": posteriors["p_fraud_high"].to_numpy(),
+        "route": routes.astype(str),
+        "rationale": rationale,
+        "uncertainty_drivers": drivers,
+        "versions": canonical_json(versions),
+        "snapshot_hash": hashes,
+    })[DECISION_COLUMNS]
+
+
+def decide(features: pd.DataFrame, models: DecisionModels) -> pd.DataFrame:
+    """Decisions for a batch of claims (features indexed by claim_id, `FEATURE_COLUMNS` + `amount`).
+
+    The batch assets run the same three stages one asset each; the result is the same.
+    """
+    missing = [c for c in [*FEATURE_COLUMNS, "amount"] if c not in features.columns]
+    if missing:
+        raise ValueError(f"features lack column(s): {', '.join(missing)}")
+    scores = score_claims(features, models.classifier)
+    posteriors = posterior_claims(features, scores, models.compiled)
+    return route_claims(features, scores, posteriors, models.policy, models.versions)
