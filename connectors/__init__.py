@@ -1,0 +1,1 @@
+"""Pure connectors to external systems (event buses, landing store, payout, CRM, documents): no Dagster here."""

@@ -1,0 +1,429 @@
+"""The durable landing store for bus messages: persist, then ack.
+
+`pull_and_land` pulls a bounded batch, lands it in ONE database transaction and
+only after the commit acks every pulled message (landed, duplicate and
+dead-lettered alike). A crash between commit and ack makes the bus redeliver;
+landing is idempotent, so the redelivered messages count as duplicates and nothing
+is landed twice or lost.
+
+- Valid claims go to `landed_claims` (unique per (source, message_id) and per
+  claim_id), partitioned by the UTC date of `submitted_at`.
+- Malformed messages go to `dead_letters` with the reason (naming the field) and the
+  raw bytes (as text and as base64), unique per (source, message_id).
+- Each landing writes a `landing_batches` row; the batch id is derived from the
+  source and the sorted message ids, so a retried batch gets the same id.
+
+Tables are SQLAlchemy Core on `aios.db.metadata`: the same code runs on SQLite and
+PostgreSQL. Inserts are `INSERT .. ON CONFLICT DO NOTHING .. RETURNING` (one
+multi-row statement per chunk), so counts stay exact even when two landers race.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import weakref
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from aios.db import metadata
+from aios.schemas import Claim, describe_validation_error
+from connectors.bus.base import BusMessage
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from connectors.bus.base import EventBus
+
+landing_batches = sa.Table(
+    "landing_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("messages", sa.Integer, nullable=False),
+    sa.Column("landed", sa.Integer, nullable=False),
+    sa.Column("duplicates", sa.Integer, nullable=False),
+    sa.Column("dead_lettered", sa.Integer, nullable=False),
+    sa.Column("partitions", sa.Text, nullable=False, doc="JSON {partition: landed count}"),
+)
+
+landed_claims = sa.Table(
+    "landed_claims",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("message_id", sa.String(), nullable=False),
+    sa.Column("claim_id", sa.String(), nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=False),
+    sa.Column("partition", sa.String(10), nullable=False, doc="UTC date of submitted_at, yyyy-mm-dd"),
+    sa.Column("payload", sa.Text, nullable=False, doc="the message as received: JSON text of a valid Claim"),
+    sa.Column("landed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "message_id", name="uq_landed_claims_source_message"),
+    sa.UniqueConstraint("claim_id", name="uq_landed_claims_claim_id"),
+    sa.Index("ix_landed_claims_batch_id", "batch_id"),
+    sa.Index("ix_landed_claims_partition", "partition"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("message_id", sa.String(), nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw_text", sa.Text, nullable=False, doc='payload decoded as UTF-8 with errors="replace"'),
+    sa.Column("raw_b64", sa.Text, nullable=False, doc="the exact payload bytes, base64"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "message_id", name="uq_dead_letters_source_message"),
+)
+
+LANDING_TABLES = (landing_batches, landed_claims, dead_letters)
+CLAIM_COLUMNS: tuple[str, ...] = tuple(Claim.model_fields)
+_CHUNK = 500  # rows per multi-row INSERT (stays under SQLite's bound-parameter limit)
+MAX_ID_CHARS = 512  # longer ids are refused (dead-lettered): unique btree entries have a size cap
+_ready_engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    """What one landing did. `partitions` maps yyyy-mm-dd to the claims newly landed in it."""
+
+    batch_id: str
+    landed: int
+    duplicates: int
+    dead_lettered: int
+    partitions: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.messages == 0
+
+
+def ensure_landing_tables(engine: sa.Engine) -> None:
+    """Create the landing tables if missing (once per engine; migrations will own this in production)."""
+    if engine in _ready_engines:
+        return
+    metadata.create_all(engine, tables=list(LANDING_TABLES))
+    _ready_engines.add(engine)
+
+
+def batch_id_for(source: str, message_ids: Sequence[str]) -> str:
+    """Deterministic batch id: sha256 over the source and the sorted, distinct message ids."""
+    h = hashlib.sha256(source.encode())
+    for mid in sorted(set(message_ids)):
+        h.update(b"\x00")
+        h.update(mid.encode())
+    return h.hexdigest()[:24]
+
+
+def parse_claim(data: bytes) -> tuple[Claim | None, str | None]:
+    """(claim, None) for a valid claim, (None, reason) otherwise."""
+    try:
+        claim = Claim.model_validate_json(data)  # fast path: one pass in pydantic-core
+    except ValidationError:
+        # slow path, only for the malformed: a precise reason
+        try:
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return None, f"not JSON: {exc}"
+        if not isinstance(obj, dict):
+            return None, f"not a JSON object: got {type(obj).__name__}"
+        try:
+            claim = Claim.model_validate(obj)
+        except ValidationError as exc:
+            return None, "; ".join(describe_validation_error(exc))
+    if len(claim.claim_id) > MAX_ID_CHARS:
+        return None, f"claim_id: longer than {MAX_ID_CHARS} characters"
+    if "\x00" in claim.claim_id:
+        return None, "claim_id: contains a NUL character"
+    return claim, None
+
+
+def claim_partition(claim: Claim) -> str:
+    """The claim's daily partition: the UTC date of submitted_at (naive times are taken as UTC)."""
+    ts = claim.submitted_at
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
+    return ts.date().isoformat()
+
+
+def _insert_ignore(engine_or_conn: sa.Engine | sa.Connection, table: sa.Table) -> Any:
+    name = engine_or_conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported profiles
+        raise NotImplementedError(f"landing store supports sqlite and postgresql, not {name}")
+    return insert(table).on_conflict_do_nothing()
+
+
+def _insert_returning(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
+                      returning: Sequence[sa.Column]) -> list[tuple]:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING for many rows; returns the rows actually inserted.
+
+    On sqlite3 and psycopg2 the rows go straight to the driver as multi-row VALUES (a third
+    of the cost of SQLAlchemy's per-row parameter processing, which matters at thousands of
+    rows per tick), inside the same transaction. Other drivers take SQLAlchemy's
+    "insertmanyvalues" executemany path.
+    """
+    if not rows:
+        return []
+    driver = conn.dialect.driver
+    if driver in ("pysqlite", "psycopg2"):
+        return _insert_returning_driver(conn, table, rows, returning, driver)
+    stmt = _insert_ignore(conn, table).returning(*returning)
+    return [tuple(r) for r in conn.execute(stmt, rows).all()]
+
+
+def _sqlite_value(v: Any) -> Any:
+    # the format SQLAlchemy's SQLite DateTime type stores and parses
+    return v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
+
+
+def _insert_returning_driver(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
+                             returning: Sequence[sa.Column], driver: str) -> list[tuple]:
+    prep = conn.dialect.identifier_preparer
+    cols = list(rows[0])
+    head = f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.quote(c) for c in cols)}) VALUES "
+    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(prep.quote(c.name) for c in returning)}"
+    cursor = conn.connection.driver_connection.cursor()
+    out: list[tuple] = []
+    try:
+        if driver == "psycopg2":
+            from psycopg2.extras import execute_values
+
+            out = [tuple(r) for r in execute_values(cursor, head + "%s" + tail, [tuple(r[c] for c in cols) for r in rows],
+                                                    page_size=1000, fetch=True)]
+        else:
+            per = max(1, 30_000 // len(cols))  # SQLite >= 3.32 allows 32,766 bound parameters
+            one = "(" + ",".join("?" * len(cols)) + ")"
+            for i in range(0, len(rows), per):
+                chunk = rows[i : i + per]
+                flat = [_sqlite_value(r[c]) for r in chunk for c in cols]
+                out.extend(cursor.execute(head + ",".join([one] * len(chunk)) + tail, flat).fetchall())
+    finally:
+        cursor.close()
+    return out
+
+
+def land_batch(engine: sa.Engine, source: str, messages: Sequence[BusMessage]) -> LandingResult:
+    """Land a batch of bus messages in one transaction; idempotent (see module doc)."""
+    if not messages:
+        return LandingResult(batch_id="", landed=0, duplicates=0, dead_lettered=0, partitions={}, messages=0)
+    ensure_landing_tables(engine)
+    batch_id = batch_id_for(source, [_message_id(m) for m in messages])
+    now = datetime.now(UTC)
+
+    duplicates = 0
+    seen_mids: set[str] = set()
+    seen_claims: set[str] = set()
+    claim_rows: list[dict[str, Any]] = []
+    dead_rows: list[dict[str, Any]] = []
+    for m in messages:
+        mid = _message_id(m)
+        if mid in seen_mids:
+            duplicates += 1
+            continue
+        seen_mids.add(mid)
+        claim, reason = parse_claim(m.data)
+        if claim is None:
+            dead_rows.append(_dead_row(source, mid, batch_id, reason or "invalid", m.data, now))
+            continue
+        if claim.claim_id in seen_claims:
+            duplicates += 1
+            continue
+        seen_claims.add(claim.claim_id)
+        claim_rows.append({
+            "source": source, "message_id": mid, "claim_id": claim.claim_id, "batch_id": batch_id,
+            "partition": claim_partition(claim), "payload": _payload_text(m.data, claim), "landed_at": now,
+        })
+
+    try:
+        with engine.begin() as conn:
+            inserted, dead_inserted = _write_rows(conn, claim_rows, dead_rows)
+            n_dup = duplicates + (len(claim_rows) - len(inserted)) + (len(dead_rows) - len(dead_inserted))
+            partitions = _count_partitions(inserted)
+            _write_batch_row(conn, batch_id, source, now, len(messages), len(inserted), n_dup,
+                             len(dead_inserted), partitions)
+    except _data_errors(engine):
+        # One row the database refuses (bad encoding, oversize value...) must not block the
+        # stream forever: retry row by row, dead-lettering exactly the rows it refuses.
+        with engine.begin() as conn:
+            inserted, dead_inserted = _write_rows_one_by_one(conn, claim_rows, dead_rows, messages)
+            n_dup = duplicates + (len(claim_rows) + len(dead_rows) - len(inserted) - len(dead_inserted))
+            partitions = _count_partitions(inserted)
+            _write_batch_row(conn, batch_id, source, now, len(messages), len(inserted), n_dup,
+                             len(dead_inserted), partitions)
+    return LandingResult(batch_id=batch_id, landed=len(inserted), duplicates=n_dup,
+                         dead_lettered=len(dead_inserted), partitions=partitions, messages=len(messages))
+
+
+def _data_errors(engine_or_conn: sa.Engine | sa.Connection) -> tuple[type[BaseException], ...]:
+    """The "this value is bad" errors: SQLAlchemy's wrapper and the driver's own (raw cursor path)."""
+    dbapi = engine_or_conn.dialect.dbapi
+    driver_error = getattr(dbapi, "DataError", None)
+    return (sa.exc.DataError, driver_error) if driver_error else (sa.exc.DataError,)
+
+
+def _write_rows(conn: sa.Connection, claim_rows: list[dict[str, Any]],
+                dead_rows: list[dict[str, Any]]) -> tuple[list[tuple], list[tuple]]:
+    """Insert all rows; what conflicts (already landed / dead-lettered) is skipped, not returned."""
+    inserted = _insert_returning(conn, landed_claims, claim_rows, [landed_claims.c.message_id, landed_claims.c.partition])
+    dead_inserted = _insert_returning(conn, dead_letters, dead_rows, [dead_letters.c.message_id])
+    return inserted, dead_inserted
+
+
+def _write_rows_one_by_one(conn: sa.Connection, claim_rows: list[dict[str, Any]], dead_rows: list[dict[str, Any]],
+                           messages: Sequence[BusMessage]) -> tuple[list[tuple], list[tuple]]:
+    by_mid = {_message_id(m): m for m in messages}
+    dead_rows = list(dead_rows)  # a refused claim moves from claim_rows to dead_rows: counted once
+    inserted: list[tuple] = []
+    dead_inserted: list[tuple] = []
+    for row in claim_rows:
+        try:
+            with conn.begin_nested():
+                inserted.extend(_insert_returning(conn, landed_claims, [row],
+                                                  [landed_claims.c.message_id, landed_claims.c.partition]))
+        except _data_errors(conn) as exc:
+            m = by_mid[row["message_id"]]
+            dead_rows.append(_dead_row(row["source"], row["message_id"], row["batch_id"],
+                                       f"database refused the claim: {str(getattr(exc, 'orig', exc)).strip()[:500]}",
+                                       m.data, row["landed_at"]))
+    for row in dead_rows:
+        with conn.begin_nested():
+            dead_inserted.extend(_insert_returning(conn, dead_letters, [row], [dead_letters.c.message_id]))
+    return inserted, dead_inserted
+
+
+def _count_partitions(inserted: Sequence[tuple]) -> dict[str, int]:
+    return dict(sorted(Counter(partition for _mid, partition in inserted).items()))
+
+
+def _payload_text(data: bytes, claim: Claim) -> str:
+    """The message as received (UTF-8 JSON, extra fields kept); re-serialized only if not UTF-8."""
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:  # e.g. UTF-16 JSON that json.loads accepted
+        return claim.model_dump_json()
+
+
+def _write_batch_row(conn: sa.Connection, batch_id: str, source: str, now: datetime, n_messages: int, landed: int,
+                     duplicates: int, dead_lettered: int, partitions: dict[str, int]) -> None:
+    # A retried batch keeps the row of its first landing (which is what it landed).
+    conn.execute(_insert_ignore(conn, landing_batches).values(
+        batch_id=batch_id, source=source, created_at=now, messages=n_messages, landed=landed,
+        duplicates=duplicates, dead_lettered=dead_lettered, partitions=json.dumps(partitions),
+    ))
+
+
+def _message_id(m: BusMessage) -> str:
+    """The message id as stored: ids longer than MAX_ID_CHARS are replaced by their sha256."""
+    mid = m.message_id
+    if len(mid) > MAX_ID_CHARS:
+        return "sha256:" + hashlib.sha256(mid.encode()).hexdigest()
+    return mid
+
+
+def _dead_row(source: str, message_id: str, batch_id: str, reason: str, data: bytes, now: datetime) -> dict[str, Any]:
+    raw = bytes(data)
+    return {
+        "source": source, "message_id": message_id, "batch_id": batch_id, "reason": reason,
+        # PostgreSQL text cannot hold NUL; the exact bytes are in raw_b64.
+        "raw_text": raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        "raw_b64": base64.b64encode(raw).decode("ascii"), "created_at": now,
+    }
+
+
+def pull_and_land(bus: EventBus, engine: sa.Engine, source: str | None = None, max_messages: int = 1000,
+                  timeout_s: float = 1.0) -> LandingResult:
+    """One ingest tick: pull (bounded), land (commit), THEN ack everything pulled.
+
+    `source` defaults to `bus.source`. If landing fails nothing is acked and the bus
+    redelivers later; if acking fails after the commit, redelivery lands nothing new.
+    """
+    src = source or bus.source
+    messages = bus.pull(max_messages, timeout_s)
+    if not messages:
+        return LandingResult(batch_id="", landed=0, duplicates=0, dead_lettered=0, partitions={}, messages=0)
+    result = land_batch(engine, src, messages)
+    bus.ack(messages)
+    return result
+
+
+# -- readers ------------------------------------------------------------------------------
+def _claims_frame(rows: Sequence[sa.Row], with_meta: bool) -> pd.DataFrame:
+    import pandas as pd
+
+    records = []
+    for r in rows:
+        rec = Claim.model_validate_json(r.payload).model_dump()
+        if with_meta:
+            rec.update(message_id=r.message_id, source=r.source, batch_id=r.batch_id,
+                       partition=r.partition, landed_at=r.landed_at)
+        records.append(rec)
+    cols = list(CLAIM_COLUMNS) + (["message_id", "source", "batch_id", "partition", "landed_at"] if with_meta else [])
+    return pd.DataFrame.from_records(records, columns=cols)
+
+
+def _select_claims(engine: sa.Engine, where: Any, with_meta: bool) -> pd.DataFrame:
+    ensure_landing_tables(engine)
+    t = landed_claims
+    q = sa.select(t.c.payload, t.c.message_id, t.c.source, t.c.batch_id, t.c.partition,
+                  t.c.landed_at).where(where).order_by(t.c.id)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return _claims_frame(rows, with_meta)
+
+
+def read_batch(engine: sa.Engine, batch_id: str, with_meta: bool = False) -> pd.DataFrame:
+    """The claims first landed by batch `batch_id` (columns = Claim fields, plus metadata if asked)."""
+    return _select_claims(engine, landed_claims.c.batch_id == batch_id, with_meta)
+
+
+def read_partition(engine: sa.Engine, partition: str, with_meta: bool = False) -> pd.DataFrame:
+    """The landed claims submitted on the UTC date `partition` (yyyy-mm-dd)."""
+    return _select_claims(engine, landed_claims.c.partition == partition, with_meta)
+
+
+def dead_letter_rows(engine: sa.Engine, source: str | None = None) -> pd.DataFrame:
+    """All dead letters (optionally of one source), oldest first."""
+    import pandas as pd
+
+    ensure_landing_tables(engine)
+    q = sa.select(dead_letters).order_by(dead_letters.c.id)
+    if source is not None:
+        q = q.where(dead_letters.c.source == source)
+    with engine.connect() as conn:
+        rows = conn.execute(q).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in dead_letters.columns])
+
+
+def landed_count(engine: sa.Engine, source: str | None = None) -> int:
+    """How many claims are landed (optionally from one source)."""
+    ensure_landing_tables(engine)
+    q = sa.select(sa.func.count()).select_from(landed_claims)
+    if source is not None:
+        q = q.where(landed_claims.c.source == source)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+def batch_rows(engine: sa.Engine) -> pd.DataFrame:
+    """The landing_batches log, oldest first."""
+    import pandas as pd
+
+    ensure_landing_tables(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(landing_batches).order_by(landing_batches.c.created_at)).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in landing_batches.columns])
