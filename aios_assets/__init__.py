@@ -1,0 +1,1 @@
+"""Orchestration: the Dagster assets, checks, jobs and schedules of the claims vertical."""

@@ -1,0 +1,191 @@
+"""The daily claims pipeline: raw → validated (+ quarantined) → documents → features → scores →
+posteriors → decisions → review queue and payouts."""
+
+
+import dagster as dg
+import pandas as pd
+
+from aios_assets.checks import DATA_QUALITY, DRIFT, data_quality_result, drift_result
+from aios_assets.metadata import counts_table, image
+from aios_assets.partitions import daily_partitions
+from aios_resources import (
+    DocumentStoreResource,
+    InboxResource,
+    ModelRegistryResource,
+    PayoutResource,
+    PolicyResource,
+    StoresResource,
+)
+
+GROUP = "claims"
+ROUTES = ("auto_approve", "human_review", "refer_siu")
+
+
+def _gate_condition() -> dg.AutomationCondition:
+    # A late pass of the gates (e.g. after a re-run) must still trigger payouts; eager() alone would not.
+    gate = dg.AutomationCondition.all_deps_blocking_checks_passed()
+    return (dg.AutomationCondition.eager() | gate.newly_true()) & gate & ~dg.AutomationCondition.in_progress()
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"},
+          description="Every claim row landed for the day (from the inbox sensor), values as submitted.")
+def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource) -> dg.Output[pd.DataFrame]:
+    from connectors.inbox import SUFFIXES, read_claims_file
+
+    folder = inbox.landing_dir(context.partition_key)
+    files = sorted(p for p in folder.glob("*") if p.suffix in SUFFIXES) if folder.exists() else []
+    frames = [read_claims_file(p) for p in files]
+    raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": []})
+    return dg.Output(raw, metadata={"rows": len(raw), "files": dg.MetadataValue.json([p.name for p in files])})
+
+
+@dg.multi_asset(
+    partitions_def=daily_partitions, group_name=GROUP,
+    outs={
+        "validated_claims": dg.AssetOut(kinds={"great_expectations"},
+                                        description="Claims that pass the claim contract and the business rules."),
+        "quarantined_claims": dg.AssetOut(kinds={"pandas"},
+                                          description="Rows that failed, each with every reason; never dropped."),
+    },
+    check_specs=[DATA_QUALITY],
+)
+def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores: StoresResource):
+    import sqlalchemy as sa
+
+    from aios.stores import decisions_table, save_quarantine
+    from models.validation import validate_claims
+
+    engine = stores.engine()
+    with engine.connect() as conn:
+        seen = set(conn.execute(sa.select(decisions_table.c.claim_id).where(
+            decisions_table.c.partition != context.partition_key)).scalars())
+    result = validate_claims(raw_claims, source=context.partition_key, seen_claim_ids=seen)
+    save_quarantine(engine, context.partition_key, result.quarantined)
+    reasons = pd.Series([r.split(":")[0] for rs in result.quarantined["reasons"] for r in rs]).value_counts()
+    yield dg.Output(result.valid, output_name="validated_claims", metadata={"rows": len(result.valid)})
+    yield dg.Output(result.quarantined, output_name="quarantined_claims", metadata={
+        "rows": len(result.quarantined),
+        "share": dg.MetadataValue.float(len(result.quarantined) / max(len(raw_claims), 1)),
+        "reasons_by_field": counts_table({k: int(v) for k, v in reasons.items()}),
+    })
+    yield data_quality_result(context.partition_key, len(result.valid), len(result.quarantined), stores)
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"},
+          description="The readable documents of each validated claim (text layer), from the document store.")
+def claim_documents(validated_claims: pd.DataFrame, documents: DocumentStoreResource) -> dg.Output[pd.DataFrame]:
+    docs = documents.store().fetch(validated_claims)
+    refs = int(validated_claims["document_refs"].apply(len).sum()) if len(validated_claims) else 0
+    return dg.Output(docs, metadata={"documents_read": len(docs), "documents_referenced": refs})
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"}, check_specs=[DRIFT],
+          description="Model features per claim (amount vs policy history, delay, velocity, documents, text); "
+                      "checked for drift against the training reference.")
+def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataFrame,
+                   claim_documents: pd.DataFrame, drift_reference: pd.DataFrame, inbox: InboxResource,
+                   stores: StoresResource):
+    from models.features import build_features, feature_version
+
+    features = build_features(validated_claims, claim_documents, inbox.policies())
+    yield dg.Output(features, metadata={
+        "rows": len(features), "feature_version": feature_version(),
+        "doc_mismatch_unobserved": int(features["doc_amount_mismatch"].isna().sum()),
+        "preview": dg.MetadataValue.md(features.head(5).to_markdown()),
+    })
+    yield drift_result(context.partition_key, features, drift_reference, stores)
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"sklearn", "mlflow"},
+          deps=["fraud_model"],
+          description="Calibrated fraud score per claim from the MLflow @champion, with the version used.")
+def fraud_scores(claim_features: pd.DataFrame, registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
+    from models.decision import score_claims
+
+    model, version = registry.load_champion()
+    scores = score_claims(claim_features, model)
+    scores["classifier_version"] = f"{registry.model_name}/{version}"
+    return dg.Output(scores, metadata={"model": f"{registry.model_name}/{version}",
+                                       "mean_score": dg.MetadataValue.float(float(scores["score"].mean()))
+                                       if len(scores) else 0.0})
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pgmpy"}, deps=["bayes_network"],
+          description="Exact posterior p_fraud with credible interval and value of information per claim.")
+def fraud_posteriors(claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
+                     registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
+    from aios.plots import histogram_plot
+    from models.decision import posterior_claims
+    from models.fusion import compile_network
+
+    net = registry.current_network()
+    post = posterior_claims(claim_features, fraud_scores, compile_network(net))
+    post["bayes_net_version"] = net.version
+    meta = {"bayes_net": net.version}
+    if len(post):
+        meta["posterior_histogram"] = image(histogram_plot(post["p_fraud"].to_numpy(), "p_fraud", "posterior"))
+    return dg.Output(post, metadata=meta)
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"python"},
+          description="Routed decisions with the full decision contract, stored in the decision store.")
+def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
+              fraud_posteriors: pd.DataFrame, validated_claims: pd.DataFrame, policy: PolicyResource,
+              stores: StoresResource) -> dg.Output[pd.DataFrame]:
+    from aios.stores import save_decisions
+    from models.decision import route_claims
+    from models.features import feature_version
+
+    pol = policy.load()
+    if len(claim_features):
+        versions = {"classifier": str(fraud_scores["classifier_version"].iat[0]),
+                    "bayes_net": str(fraud_posteriors["bayes_net_version"].iat[0]),
+                    "policy": pol.label, "features": feature_version()}
+        out = route_claims(claim_features, fraud_scores, fraud_posteriors, pol, versions)
+    else:
+        versions = {}
+        out = pd.DataFrame(columns=["claim_id", "amount", "route", "p_fraud"])
+    out["currency"] = out["claim_id"].map(validated_claims.set_index("claim_id")["currency"])
+    save_decisions(stores.engine(), context.partition_key, out)
+    counts = {r: int((out["route"] == r).sum()) for r in ROUTES}
+    return dg.Output(out, metadata={**{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+                                    "automation_rate": dg.MetadataValue.float(counts["auto_approve"] / max(len(out), 1)),
+                                    "versions": dg.MetadataValue.json(versions)})
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"sqlalchemy"},
+          description="Claims in the ambiguous band, opened as review cases with an SLA.")
+def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
+                 stores: StoresResource) -> dg.MaterializeResult:
+    import sqlalchemy as sa
+
+    from aios.stores import enqueue_reviews, review_cases
+
+    engine = stores.engine()
+    new = enqueue_reviews(engine, context.partition_key, decisions)
+    with engine.connect() as conn:
+        waiting = conn.execute(sa.select(sa.func.count()).select_from(review_cases).where(
+            (review_cases.c.partition == context.partition_key) & (review_cases.c.status == "open"))).scalar_one()
+    return dg.MaterializeResult(metadata={"new_cases": new, "waiting_for_people": dg.MetadataValue.int(waiting)})
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"sqlalchemy"},
+          deps=["validated_claims", "claim_features"], automation_condition=_gate_condition(),
+          description="Auto-approved claims paid once each through the idempotent payout connector; "
+                      "refused when the partition's data-quality or drift gate did not pass.")
+def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: PayoutResource) -> dg.MaterializeResult:
+    from connectors.payout import PayoutInstruction, PayoutRefused
+
+    approved = decisions[decisions["route"] == "auto_approve"]
+    instructions = [PayoutInstruction(r["claim_id"], context.partition_key, float(r["amount"]), str(r["currency"]))
+                    for r in approved.to_dict("records")]
+    try:
+        report = payout.connector().pay(context.partition_key, instructions)
+    except PayoutRefused as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return dg.MaterializeResult(metadata={
+        "paid": report.paid, "already_paid": report.already_paid,
+        "amount_paid": dg.MetadataValue.float(round(report.amount_paid, 2)),
+        "receipts": dg.MetadataValue.json(dict(list(report.receipts.items())[:20])),
+    })
+

@@ -1,0 +1,16 @@
+"""The one Definitions of the aios code location; workspace.yaml points here."""
+
+import dagster as dg
+
+from aios_assets import claims, training
+from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
+from aios_resources import build_resources
+from sensors.inbox import inbox_sensor
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([claims, training]),
+    jobs=[claims_job, training_job],
+    schedules=[daily_scoring_schedule],
+    sensors=[inbox_sensor],
+    resources=build_resources(),
+)

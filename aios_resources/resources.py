@@ -1,0 +1,139 @@
+"""Resources wrapping the pure stores, registry, connectors and policy, built from `dg.EnvVar`.
+
+`aios.settings` resolves the active profile into `AIOS_RESOLVED_*` variables; the
+resources read those, so one code path serves the embedded and production profiles.
+"""
+
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from aios.db import create_tables, get_engine
+from aios.settings import Settings, export_resource_env
+
+GATES = ("data_quality", "drift")
+
+
+class StoresResource(dg.ConfigurableResource):
+    """The platform database (decisions, quarantine, review queue, gates, payouts)."""
+
+    database_url: str
+
+    def engine(self) -> sa.Engine:
+        engine = get_engine(self.database_url)
+        create_tables(engine)
+        return engine
+
+
+class InboxResource(dg.ConfigurableResource):
+    """The file-drop inbox and its landing and rejected folders, plus the reference data."""
+
+    home: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(home=Path(self.home))
+
+    def landing_dir(self, partition: str) -> Path:
+        return self.settings.landing_dir / partition
+
+    def policies(self) -> pd.DataFrame:
+        """The book of policies (the claims' policy history)."""
+        path = self.settings.policies_path
+        if not path.exists():
+            raise dg.Failure(f"reference data {path} is missing: run `aios generate` first")
+        return pd.read_parquet(path)
+
+
+class DocumentStoreResource(dg.ConfigurableResource):
+    """The claim document store."""
+
+    home: str
+
+    def store(self):
+        from connectors.documents import DocumentStore
+
+        return DocumentStore(Path(self.home) / "documents")
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """MLflow tracking and registry; scoring resolves `model_name@alias` and records the version."""
+
+    tracking_uri: str
+    home: str
+    model_name: str = "aios-fraud"
+    alias: str = "champion"
+
+    @property
+    def artifact_root(self) -> Path:
+        return Path(self.home) / "mlartifacts"
+
+    @property
+    def network_dir(self) -> Path:
+        return Path(self.home) / "artifacts" / "bayes"
+
+    def load_champion(self) -> tuple[Any, str]:
+        from models.registry import load_by_alias
+
+        try:
+            model, ref = load_by_alias(self.tracking_uri, self.model_name, self.alias)
+        except LookupError as exc:
+            raise dg.Failure(str(exc)) from exc
+        return model, ref.version
+
+    def current_network(self):
+        from models.bayes import FraudNetwork
+
+        path = self.network_dir / "current.json"
+        if not path.exists():
+            raise dg.Failure(f"no Bayesian network at {path}: materialize `bayes_network` (`aios train`) first")
+        return FraudNetwork.load(path)
+
+
+class PolicyResource(dg.ConfigurableResource):
+    """The policy set in force (governance/policies/ unless a path is given)."""
+
+    policy_path: str = ""
+
+    def load(self):
+        from governance.policy import load_policy_set
+
+        return load_policy_set(Path(self.policy_path) if self.policy_path else None)
+
+
+class PayoutResource(dg.ConfigurableResource):
+    """The payout connector; it refuses partitions whose gates did not pass."""
+
+    database_url: str
+
+    def connector(self):
+        from connectors.payout import PayoutConnector
+
+        return PayoutConnector(get_engine(self.database_url), required_gates=GATES)
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location; with `settings`, bound to those values (tests), else to env vars."""
+    if settings is not None:
+        db, mlflow_uri, home = settings.db_url, settings.mlflow_uri, str(settings.home)
+        model_name, alias = settings.model_name, settings.model_alias
+    else:
+        export_resource_env()
+        db = dg.EnvVar("AIOS_RESOLVED_DATABASE_URL")
+        mlflow_uri = dg.EnvVar("AIOS_RESOLVED_MLFLOW_URI")
+        home = dg.EnvVar("AIOS_RESOLVED_HOME")
+        from aios.settings import get_settings
+
+        model_name, alias = get_settings().model_name, get_settings().model_alias
+    return {
+        "stores": StoresResource(database_url=db),
+        "inbox": InboxResource(home=home),
+        "documents": DocumentStoreResource(home=home),
+        "registry": ModelRegistryResource(tracking_uri=mlflow_uri, home=home, model_name=model_name, alias=alias),
+        "policy": PolicyResource(),
+        "payout": PayoutResource(database_url=db),
+    }

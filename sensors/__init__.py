@@ -1,0 +1,1 @@
+"""Ingress sensors: they land what arrives and request runs for it, micro-batched."""
