@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from aios.settings import get_settings
+from aios.replay_cli import replay
 from governance.audit_cli import audit_app
 from governance.policy_cli import policy_app
 
@@ -23,6 +24,23 @@ app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs ever
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.command()(replay)
+docs_app = typer.Typer(help="Documentation for regulators, written from live metadata.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("model-card")
+def model_card(out: Path = typer.Option(None, help="Where to write the Markdown (default .aios/reports/model_card.md).")
+               ) -> None:
+    """Write the model card and the risk-classification notes as Markdown."""
+    from aios.model_card import write_model_card
+
+    try:
+        path = write_model_card(get_settings(), out)
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"model card written to {path}")
 console = Console()
 
 
@@ -167,6 +185,19 @@ def demo(fresh: bool = typer.Option(False, help="Regenerate history and retrain 
     ingest()
     summary(day=None)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+
+
+@app.command()
+def serve(port: int = typer.Option(8000, help="Port to listen on (127.0.0.1 only)."),
+          pin_check_seconds: float = typer.Option(10.0, help="How often to check whether the model alias moved."),
+          log_level: str = typer.Option("info", help="uvicorn log level.")) -> None:
+    """Serve the decision API (POST /v1/decisions, GET /v1/claims/{id}, /docs, /metrics) on 127.0.0.1."""
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(pin_check_seconds=pin_check_seconds), host="127.0.0.1", port=port,
+                log_level=log_level, access_log=False)
 
 
 def main() -> None:

@@ -28,15 +28,27 @@ def _gate_condition() -> dg.AutomationCondition:
 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"},
-          description="Every claim row landed for the day (from the inbox sensor), values as submitted.")
-def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource) -> dg.Output[pd.DataFrame]:
+          description="Every claim row landed for the day, values as submitted: inbox files (inbox sensor) "
+                      "and bus messages (bus sensors, landing store).")
+def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
+               stores: StoresResource) -> dg.Output[pd.DataFrame]:
+    from aios.audit import record_ingest
     from connectors.inbox import SUFFIXES, read_claims_file
+    from connectors.landing import read_partition
 
     folder = inbox.landing_dir(context.partition_key)
     files = sorted(p for p in folder.glob("*") if p.suffix in SUFFIXES) if folder.exists() else []
     frames = [read_claims_file(p) for p in files]
+    engine = stores.engine()
+    bus = read_partition(engine, context.partition_key, with_meta=True)
+    if len(bus):
+        bus["_source"] = "bus:" + bus["source"] + ":" + bus["batch_id"]
+        frames.append(bus.drop(columns=["message_id", "source", "batch_id", "partition", "landed_at"]))
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": []})
-    return dg.Output(raw, metadata={"rows": len(raw), "files": dg.MetadataValue.json([p.name for p in files])})
+    sources = [p.name for p in files] + sorted(set(bus["_source"])) if len(bus) else [p.name for p in files]
+    record_ingest(engine, context.partition_key, "inbox+bus", len(raw), sources, trace_id=context.run_id)
+    return dg.Output(raw, metadata={"rows": len(raw), "bus_rows": len(bus),
+                                    "files": dg.MetadataValue.json([p.name for p in files])})
 
 
 @dg.multi_asset(
@@ -52,6 +64,7 @@ def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource) -> dg.Ou
 def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores: StoresResource):
     import sqlalchemy as sa
 
+    from aios.audit import record_validation
     from aios.stores import decisions_table, save_quarantine
     from models.validation import validate_claims
 
@@ -61,6 +74,8 @@ def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores
             decisions_table.c.partition != context.partition_key)).scalars())
     result = validate_claims(raw_claims, source=context.partition_key, seen_claim_ids=seen)
     save_quarantine(engine, context.partition_key, result.quarantined)
+    record_validation(engine, context.partition_key, result.valid["claim_id"], result.quarantined,
+                      trace_id=context.run_id)
     reasons = pd.Series([r.split(":")[0] for rs in result.quarantined["reasons"] for r in rs]).value_counts()
     yield dg.Output(result.valid, output_name="validated_claims", metadata={"rows": len(result.valid)})
     yield dg.Output(result.quarantined, output_name="quarantined_claims", metadata={
@@ -85,9 +100,11 @@ def claim_documents(validated_claims: pd.DataFrame, documents: DocumentStoreReso
 def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataFrame,
                    claim_documents: pd.DataFrame, drift_reference: pd.DataFrame, inbox: InboxResource,
                    stores: StoresResource):
+    from aios.snapshots import save_snapshots
     from models.features import build_features, feature_version
 
     features = build_features(validated_claims, claim_documents, inbox.policies())
+    save_snapshots(stores.engine(), features, feature_version())
     yield dg.Output(features, metadata={
         "rows": len(features), "feature_version": feature_version(),
         "doc_mismatch_unobserved": int(features["doc_amount_mismatch"].isna().sum()),
@@ -132,6 +149,7 @@ def fraud_posteriors(claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
 def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
               fraud_posteriors: pd.DataFrame, validated_claims: pd.DataFrame, policy: PolicyResource,
               stores: StoresResource) -> dg.Output[pd.DataFrame]:
+    from aios.audit import record_decisions, record_policy_in_force
     from aios.stores import save_decisions
     from models.decision import route_claims
     from models.features import feature_version
@@ -146,7 +164,11 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
         versions = {}
         out = pd.DataFrame(columns=["claim_id", "amount", "route", "p_fraud"])
     out["currency"] = out["claim_id"].map(validated_claims.set_index("claim_id")["currency"])
-    save_decisions(stores.engine(), context.partition_key, out)
+    engine = stores.engine()
+    save_decisions(engine, context.partition_key, out)
+    if len(out):
+        record_policy_in_force(engine, pol.label, pol.versions)
+        record_decisions(engine, context.partition_key, out, trace_id=context.run_id)
     counts = {r: int((out["route"] == r).sum()) for r in ROUTES}
     return dg.Output(out, metadata={**{k: dg.MetadataValue.int(v) for k, v in counts.items()},
                                     "automation_rate": dg.MetadataValue.float(counts["auto_approve"] / max(len(out), 1)),
@@ -173,7 +195,9 @@ def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
           deps=["validated_claims", "claim_features"], automation_condition=_gate_condition(),
           description="Auto-approved claims paid once each through the idempotent payout connector; "
                       "refused when the partition's data-quality or drift gate did not pass.")
-def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: PayoutResource) -> dg.MaterializeResult:
+def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: PayoutResource,
+            stores: StoresResource) -> dg.MaterializeResult:
+    from aios.audit import record_payouts
     from connectors.payout import PayoutInstruction, PayoutRefused
 
     approved = decisions[decisions["route"] == "auto_approve"]
@@ -183,6 +207,7 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
         report = payout.connector().pay(context.partition_key, instructions)
     except PayoutRefused as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    record_payouts(stores.engine(), context.partition_key, report.receipts, instructions, trace_id=context.run_id)
     return dg.MaterializeResult(metadata={
         "paid": report.paid, "already_paid": report.already_paid,
         "amount_paid": dg.MetadataValue.float(round(report.amount_paid, 2)),

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from aios_assets.metadata import image
-from aios_resources import InboxResource, ModelRegistryResource
+from aios_resources import InboxResource, ModelRegistryResource, StoresResource
 
 DRIFT_REFERENCE_ROWS = 5000
 
@@ -24,8 +24,8 @@ def _training_data(inbox: InboxResource):
 
 @dg.asset(group_name="training", kinds={"sklearn", "mlflow"},
           description="Calibrated fraud classifier trained on labelled history, registered in MLflow as @champion.")
-def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource,
-                registry: ModelRegistryResource) -> dg.MaterializeResult:
+def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource, registry: ModelRegistryResource,
+                stores: StoresResource) -> dg.MaterializeResult:
     from sklearn.metrics import roc_auc_score
 
     from aios.plots import calibration_plot
@@ -54,6 +54,11 @@ def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource,
         artifacts={"calibration": plot_path},
     )
     context.log.info(f"registered {ref.name} version {ref.version} as @{registry.alias}")
+    from aios.audit import record_change
+
+    record_change(stores.engine(), "model_alias_set", f"dagster:{context.run_id}",
+                  {"model": ref.name, "alias": registry.alias, "version": ref.version, "mlflow_run_id": ref.run_id,
+                   "metrics": metrics}, versions={"classifier": f"{ref.name}/{ref.version}"})
     return dg.MaterializeResult(metadata={
         "model": f"{ref.name}/{ref.version}", "alias": registry.alias, "mlflow_run_id": ref.run_id,
         "training_window": f"{data.window[0]} .. {data.window[1]}",

@@ -1,7 +1,7 @@
 """`aios policy check [PATH]`: load a policy set (parse + check every file) and run its tables.
 
 The main CLI mounts `policy_app` (`app.add_typer(policy_app, name="policy")`).
-`policy diff` (decisions under two policy versions) comes later: it needs decisions data.
+`policy diff OLD NEW --partition P` routes a partition's stored decisions under both sets.
 """
 
 from __future__ import annotations
@@ -45,3 +45,41 @@ def check(path: Path = typer.Argument(None, help=f"Policy directory or manifest 
     if failures:
         raise typer.Exit(1)
     console.print("[green]all policy tables pass[/]")
+
+
+@policy_app.command()
+def diff(old: Path = typer.Argument(..., help="The policy set in force (directory or manifest)."),
+         new: Path = typer.Argument(..., help="The proposed policy set (directory or manifest)."),
+         partition: str = typer.Option(..., "--partition", help="Day whose stored decisions are routed again."),
+         show: int = typer.Option(20, help="How many changed claims to list.")) -> None:
+    """How many claims of a partition would change route under NEW instead of OLD, and which."""
+    from aios.db import get_engine
+    from aios.settings import get_settings
+    from aios.stores import decisions_table, read_table
+
+    try:
+        before, after = load_policy_set(old), load_policy_set(new)
+    except PolicyError as exc:
+        console.print(f"[red]refused[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    decisions = read_table(get_engine(get_settings().db_url), decisions_table, partition)
+    if decisions.empty:
+        console.print(f"[red]no stored decisions for partition {partition}[/]")
+        raise typer.Exit(1)
+    p, amount = decisions["p_fraud"].to_numpy(float), decisions["amount"].to_numpy(float)
+    r_old, r_new = before.route(p, amount).astype(str), after.route(p, amount).astype(str)
+    changed = decisions.assign(route_old=r_old, route_new=r_new)[r_old != r_new]
+    summary = Table(title=f"{partition}: {before.label} → {after.label}")
+    for col in ("route", "before", "after"):
+        summary.add_column(col)
+    for route in ("auto_approve", "human_review", "refer_siu"):
+        summary.add_row(route, str(int((r_old == route).sum())), str(int((r_new == route).sum())))
+    console.print(summary)
+    console.print(f"{len(changed)} of {len(decisions)} claims change route")
+    if len(changed):
+        detail = Table()
+        for col in ("claim_id", "p_fraud", "amount", "old", "new"):
+            detail.add_column(col)
+        for r in changed.head(show).to_dict("records"):
+            detail.add_row(r["claim_id"], f"{r['p_fraud']:.4f}", f"{r['amount']:,.2f}", r["route_old"], r["route_new"])
+        console.print(detail)

@@ -1,0 +1,96 @@
+"""The ledger records a partition's whole decision path; replay recomputes decisions from frozen snapshots."""
+
+import json
+import shutil
+
+import pytest
+import sqlalchemy as sa
+
+from aios.db import get_engine
+from aios.replay import counterfactual, replay_claim
+from aios.snapshots import feature_snapshots
+from aios.stores import decisions_table, read_table
+from governance.ledger import AuditLedger
+from governance.policy import POLICY_DIR
+
+pytestmark = pytest.mark.slow
+DAY = "2026-11-16"
+
+
+@pytest.fixture(scope="module")
+def day_run(run_day, settings):
+    assert run_day(DAY, malformed=7).success
+    return get_engine(settings.db_url)
+
+
+def test_every_step_of_a_paid_claim_is_in_the_ledger_with_versions_and_snapshot(day_run):
+    decisions = read_table(day_run, decisions_table, DAY)
+    paid = decisions[decisions["route"] == "auto_approve"].iloc[0]
+    record = AuditLedger(day_run).claim_record(paid["claim_id"])
+    events = [e["event"] for e in record["events"]]
+    assert events == ["validated", "score", "posterior", "decision", "payout"]
+    assert record["route"] == "auto_approve"
+    assert record["snapshot_hash"] == paid["snapshot_hash"]
+    assert record["versions"] == json.loads(paid["versions"])
+    assert record["payouts"][0]["receipt_id"].startswith("RCPT-")
+    assert record["paid_amount"] == pytest.approx(paid["amount"])
+    assert AuditLedger(day_run).verify().ok
+
+
+def test_quarantined_rows_and_the_ingest_batch_are_recorded(day_run):
+    with day_run.connect() as conn:
+        rows = conn.exec_driver_sql("select event, payload from audit_ledger where event in "
+                                    "('quarantined','ingest_batch')").all()
+    mine = [(e, json.loads(p)) for e, p in rows if json.loads(p).get("partition") == DAY]
+    assert sum(1 for e, _ in mine if e == "quarantined") == 7
+    assert all(p["reasons"] for e, p in mine if e == "quarantined")
+    assert sum(1 for e, _ in mine if e == "ingest_batch") == 1
+
+
+def test_replay_matches_and_a_tampered_snapshot_is_refused(day_run, settings):
+    decisions = read_table(day_run, decisions_table, DAY)
+    for claim_id in decisions.groupby("route")["claim_id"].first():  # one claim per route
+        result = replay_claim(settings, claim_id)
+        assert result.match, result.first_difference
+    victim = decisions.iloc[0]
+    with day_run.begin() as conn:
+        payload = conn.execute(sa.select(feature_snapshots.c.payload).where(
+            feature_snapshots.c.snapshot_hash == victim["snapshot_hash"])).scalar_one()
+        forged = json.loads(payload)
+        forged["prior_claims"] = 9.0
+        conn.execute(feature_snapshots.update().where(feature_snapshots.c.snapshot_hash == victim["snapshot_hash"])
+                     .values(payload=json.dumps(forged)))
+    try:
+        with pytest.raises(ValueError, match="does not match its hash"):
+            replay_claim(settings, victim["claim_id"])
+    finally:
+        with day_run.begin() as conn:
+            conn.execute(feature_snapshots.update().where(
+                feature_snapshots.c.snapshot_hash == victim["snapshot_hash"]).values(payload=payload))
+
+
+def test_counterfactual_with_a_stricter_policy_moves_claims_to_review(day_run, settings, tmp_path):
+    stricter = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, stricter)
+    routing = stricter / "routing.yaml"
+    text = routing.read_text()
+    assert "AUTO_APPROVE_MAX_P: 0.04" in text
+    routing.write_text(text.replace("AUTO_APPROVE_MAX_P: 0.04", "AUTO_APPROVE_MAX_P: 0.01"))
+    same = counterfactual(settings, DAY)
+    assert len(same.changes) == 0 and same.before == same.after
+    cf = counterfactual(settings, DAY, policy_path=stricter)
+    assert len(cf.changes) > 0
+    assert set(cf.changes["route_before"]) == {"auto_approve"}
+    assert set(cf.changes["route_after"]) == {"human_review"}
+    assert cf.after["review_load"] == cf.before["review_load"] + len(cf.changes)
+    assert cf.after["automation_rate"] < cf.before["automation_rate"]
+
+
+def test_model_card_states_live_versions_and_metrics(day_run, settings):
+    from aios.model_card import write_model_card
+
+    text = write_model_card(settings).read_text()
+    decisions = read_table(day_run, decisions_table, DAY)
+    versions = json.loads(decisions["versions"].iat[0])
+    assert versions["classifier"] in text and versions["bayes_net"] in text and versions["policy"] in text
+    assert "Expected calibration error" in text and "EU AI Act" in text
