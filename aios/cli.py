@@ -127,14 +127,63 @@ def drop(day: str = typer.Option(None, "--date", help="Day of the batch (YYYY-MM
     console.print(f"dropped a batch ({malformed} malformed rows, drift={drift}) → {path}")
 
 
-@app.command()
-def ingest() -> None:
-    """Let the inbox sensor land new files, then run the claims job for each day it requested."""
+ingest_app = typer.Typer(help="Land claims and run the claims job for the days they belong to.")
+app.add_typer(ingest_app, name="ingest")
+
+
+@ingest_app.callback(invoke_without_command=True)
+def ingest(ctx: typer.Context = None) -> None:  # type: ignore[assignment]
+    """Without a subcommand: let the inbox sensor land new files, then run the claims job for each day."""
+    if ctx is not None and ctx.invoked_subcommand is not None:
+        return
     results = _launch("ingest", what="ingesting the inbox and running the claims job")
     if not results:
         console.print("inbox empty: nothing to run")
     for r in results:
         _print_run(r)
+
+
+@ingest_app.command("replay")
+def ingest_replay(batch: str = typer.Option(..., "--batch", help="Landing batch id (see the bus sensor's log).")
+                  ) -> None:
+    """Re-run the claims job for every day a landed bus batch touched (for debugging a batch)."""
+    from aios.db import get_engine
+    from connectors.landing import read_batch
+
+    claims = read_batch(get_engine(get_settings().db_url), batch, with_meta=True)
+    if claims.empty:
+        console.print(f"[red]no landed claims for batch {batch}[/]")
+        raise typer.Exit(1)
+    days = sorted(set(claims["partition"]))
+    console.print(f"batch {batch}: {len(claims)} claims in {', '.join(days)}")
+    for day in days:
+        _print_run(_launch("partition", day, what=f"running claims_job for {day}"))
+
+
+@app.command()
+def publish(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Claims as CSV or JSON lines."),
+            bus: str = typer.Option(..., "--bus", help="pubsub or nats (as configured in config/bus.yaml)."),
+            ) -> None:
+    """Publish each claim of FILE as one message on the configured topic or stream."""
+    from aios.bus_config import load_bus_config
+    from connectors.bus import open_bus
+    from connectors.inbox import read_claims_file
+
+    try:
+        sub = load_bus_config().by_kind(bus)
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    frame = read_claims_file(file).drop(columns=["_source", "_parse_error"], errors="ignore")
+    records = [{k: v for k, v in r.items() if v is not None and v == v} for r in frame.to_dict("records")]
+    with open_bus(sub.kind, **sub.config) as b, _progress() as progress:
+        b.ensure()
+        task = progress.add_task(f"publishing to {sub.name}", total=len(records))
+        for i in range(0, len(records), 500):
+            chunk = records[i:i + 500]
+            b.publish_many(json.dumps(r, default=str).encode() for r in chunk)
+            progress.advance(task, len(chunk))
+    console.print(f"published {len(records)} claims from {file} to {sub.kind} ({sub.name})")
 
 
 @app.command("run-partition")

@@ -5,12 +5,13 @@ import dagster as dg
 from aios_assets import claims, training
 from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
 from aios_resources import build_resources
+from sensors.bus import bus_sensors
 from sensors.inbox import inbox_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([claims, training]),
     jobs=[claims_job, training_job],
     schedules=[daily_scoring_schedule],
-    sensors=[inbox_sensor],
+    sensors=[inbox_sensor, *bus_sensors()],
     resources=build_resources(),
 )

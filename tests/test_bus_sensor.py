@@ -1,0 +1,75 @@
+"""A day's claims published on a real broker reach decisions through the bus sensor and the claims job."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from aios.bus_config import BusConfig, Subscription
+from aios.datasets import drop_batch
+from aios.db import get_engine
+from aios.stores import decisions_table, quarantine_table, read_table
+from connectors.bus import open_bus
+from connectors.inbox import read_claims_file
+from connectors.landing import dead_letter_rows, landed_count
+from sensors.bus import build_bus_sensor
+
+try:
+    from tests.servers import nats_url, pubsub_emulator, unique_name  # noqa: F401 - fixtures
+except ImportError:
+    from servers import nats_url, pubsub_emulator, unique_name  # noqa: F401
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+POISON = [b"not json at all", b'{"claim_id": "P-1", "amount": "lots"}']
+
+
+def _subscription(kind, request):
+    if kind == "nats":
+        url = request.getfixturevalue("nats_url")
+        return Subscription(name="t_nats", kind="nats", config={"url": url, "stream": unique_name("AIOS_S"),
+                                                                 "durable": "landing", "ack_wait_s": 5})
+    host = request.getfixturevalue("pubsub_emulator")
+    name = unique_name("claims")
+    return Subscription(name="t_pubsub", kind="pubsub", config={"project": "aios-test", "topic": name,
+                                                                 "subscription": name + "-sub", "emulator_host": host})
+
+
+@pytest.mark.parametrize("kind,day", [("nats", "2026-11-14"), ("pubsub", "2026-11-13")])
+def test_published_claims_are_landed_once_and_decided_per_day(kind, day, request, trained, instance, defs):
+    settings = trained
+    file = drop_batch(settings, day, malformed=7, fmt="jsonl")
+    moved = file.rename(settings.data_dir / file.name)  # the bus carries these claims, not the inbox
+    records = [json.dumps({k: v for k, v in r.items() if v is not None and v == v}, default=str).encode()
+               for r in read_claims_file(moved).drop(columns=["_source"], errors="ignore").to_dict("records")]
+    sub = _subscription(kind, request)
+    with open_bus(sub.kind, **sub.config) as bus:
+        bus.ensure()
+        bus.publish_many(records + POISON)
+    sensor = build_bus_sensor(sub, BusConfig(max_messages=len(records) + 10, max_seconds=5))
+    engine = get_engine(settings.db_url)
+    before = landed_count(engine)
+    requests = []
+    for _ in range(10):  # bounded: a tick may see only part of what was published
+        result = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+        requests += result.run_requests or []
+        dead = dead_letter_rows(engine, bus.source)
+        if landed_count(engine) - before + len(dead) >= len(records):
+            break
+    landed = landed_count(engine) - before
+    dead = dead_letter_rows(engine, bus.source)
+    assert {r.partition_key for r in requests} == {day}
+    assert len({r.run_key for r in requests}) == len(requests)
+    assert any("JSON" in reason or "json" in reason for reason in dead["reason"])
+    assert dead["raw_text"].str.contains("not json at all").any()
+    # every message accounted for: landed, dead-lettered, or a duplicate claim id (counted, not landed)
+    assert landed + len(dead) <= len(records) + len(POISON)
+    assert landed > 250
+    run = defs.resolve_job_def("claims_job").execute_in_process(partition_key=day, instance=instance,
+                                                               raise_on_error=False)
+    assert run.success
+    decided = read_table(engine, decisions_table, day)
+    quarantined = read_table(engine, quarantine_table, day)
+    assert len(decided) + len(quarantined) == landed
+    # nothing new on the next tick
+    again = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+    assert not again.run_requests
