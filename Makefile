@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.aios/dagster
 
-.PHONY: install run demo test dev lock bench clean dagster-home
+.PHONY: install run demo test dev dev-prod lock bench clean dagster-home
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ test: install
 
 dev: install dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The production profile: PostgreSQL for the stores (Alembic), the Dagster instance and MLflow;
+# `dagster dev` runs the webserver and the daemon (sensors, schedules).
+PROD_ENV := AIOS_PROFILE=production DAGSTER_HOME=$(CURDIR)/.aios/dagster-prod
+dev-prod: install
+	$(PROD_ENV) $(BIN)/aios db prepare
+	$(PROD_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
 	$(BIN)/python -m bench

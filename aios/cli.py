@@ -25,6 +25,34 @@ app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs ever
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.command()(replay)
+db_app = typer.Typer(help="The stores' database: migrations and the production profile's setup.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Alembic revision to migrate to.")) -> None:
+    """Migrate the stores database of the active profile (Alembic)."""
+    from aios.schema import current_revision, upgrade
+
+    url = get_settings().db_url
+    upgrade(url, revision)
+    console.print(f"stores database at revision {current_revision(url)}")
+
+
+@db_app.command("prepare")
+def db_prepare() -> None:
+    """Production profile: create the PostgreSQL databases, migrate the stores, write DAGSTER_HOME/dagster.yaml."""
+    from aios.production import prepare_production
+
+    s = get_settings()
+    if s.profile.value != "production":
+        console.print("[red]`aios db prepare` is for AIOS_PROFILE=production[/] (the embedded profile needs no setup)")
+        raise typer.Exit(2)
+    home = Path(os.environ.get("DAGSTER_HOME") or s.dagster_home)
+    for line in prepare_production(s, home):
+        console.print(line)
+
+
 docs_app = typer.Typer(help="Documentation for regulators, written from live metadata.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 

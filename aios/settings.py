@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL of the platform stores.")
     postgres_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/aios"
     mlflow_tracking_uri: str | None = None
+    dagster_database_url: str | None = Field(default=None, description="Dagster instance storage (production).")
     model_name: str = "aios-fraud"
     model_alias: str = "champion"
     partition_start: str = "2026-01-01"
@@ -100,6 +101,11 @@ class Settings(BaseSettings):
         if self.profile is Profile.production:
             return self.postgres_url.rsplit("/", 1)[0] + "/aios_mlflow"
         return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def dagster_storage_url(self) -> str:
+        """PostgreSQL URL of the Dagster instance storage on the production profile."""
+        return self.dagster_database_url or self.postgres_url.rsplit("/", 1)[0] + "/aios_dagster"
 
     def ensure_dirs(self) -> None:
         """Create the local state folders of the profile."""

@@ -356,6 +356,11 @@ PG_TRIGGERS = ("audit_ledger_no_update_delete", "audit_ledger_no_truncate", "aud
                "audit_ledger_head_no_truncate")
 
 
+def guard_statements(dialect: str) -> list[str]:
+    """The SQL that makes the database refuse changes to the ledger (for migrations); [] for other dialects."""
+    return {"postgresql": list(_PG_GUARDS), "sqlite": list(_SQLITE_GUARDS)}.get(dialect, [])
+
+
 def _pg_guards_present(conn: sa.Connection) -> bool:
     n = conn.execute(sa.text("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgname IN "
                              "('audit_ledger_no_update_delete', 'audit_ledger_no_truncate', "
