@@ -12,6 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from aios.db import get_engine
+from aios.tracing import claim_trace_hex
 from governance.ledger import AuditLedger, audit_ledger
 
 PIPELINE_ACTOR = "aios.pipeline@1"
@@ -20,6 +21,14 @@ PIPELINE_ACTOR = "aios.pipeline@1"
 @lru_cache(maxsize=8)
 def _ledger_for(url: str) -> AuditLedger:
     return AuditLedger(get_engine(url))
+
+
+def _traced(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Claim rows carry the claim's trace id (see aios/tracing.py), so the ledger joins the traces."""
+    for r in rows:
+        if r.get("claim_id"):
+            r["trace_id"] = claim_trace_hex(r["claim_id"])
+    return rows
 
 
 def ledger(engine: sa.Engine) -> AuditLedger:
@@ -44,7 +53,7 @@ def record_validation(engine: sa.Engine, partition: str, valid_ids: Iterable[str
                      "claim_id": None if q.get("claim_id") is None else str(q["claim_id"]),
                      "payload": {"partition": partition, "source": q.get("source"), "reasons": list(q["reasons"])},
                      "trace_id": trace_id})
-    return ledger(engine).append_many(rows)
+    return ledger(engine).append_many(_traced(rows))
 
 
 def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, actor: str = PIPELINE_ACTOR,
@@ -63,7 +72,7 @@ def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame,
         rows.append({**common, "event": "decision", "payload": {
             "partition": partition, "route": d["route"], "amount": float(d["amount"]),
             "rationale": json.loads(d["rationale"])}})
-    return ledger(engine).append_many(rows)
+    return ledger(engine).append_many(_traced(rows))
 
 
 def record_payouts(engine: sa.Engine, partition: str, receipts: Mapping[str, str],
@@ -74,7 +83,7 @@ def record_payouts(engine: sa.Engine, partition: str, receipts: Mapping[str, str
              "payload": {"partition": partition, "receipt_id": r, "amount": float(by_claim[c].amount),
                          "currency": by_claim[c].currency, "reason": by_claim[c].reason, "status": "paid"}}
             for c, r in receipts.items()]
-    return ledger(engine).append_many(rows)
+    return ledger(engine).append_many(_traced(rows))
 
 
 def record_change(engine: sa.Engine, event: str, actor: str, payload: Mapping[str, Any],

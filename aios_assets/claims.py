@@ -2,6 +2,8 @@
 posteriors → decisions → review queue and payouts."""
 
 
+import time
+
 import dagster as dg
 import pandas as pd
 
@@ -21,6 +23,14 @@ GROUP = "claims"
 ROUTES = ("auto_approve", "human_review", "refer_siu")
 
 
+def _spans(context: dg.AssetExecutionContext, stage: str, claim_ids, started_ns: int,
+           per_claim: dict | None = None) -> None:
+    from aios.tracing import record_claim_spans
+
+    record_claim_spans(stage, [c for c in claim_ids if isinstance(c, str) and c], started_ns,
+                       {"aios.partition": context.partition_key, "dagster.run_id": context.run_id}, per_claim)
+
+
 def _gate_condition() -> dg.AutomationCondition:
     # A late pass of the gates (e.g. after a re-run) must still trigger payouts; eager() alone would not.
     gate = dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -36,6 +46,7 @@ def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
     from connectors.inbox import SUFFIXES, read_claims_file
     from connectors.landing import read_partition
 
+    t0 = time.time_ns()
     folder = inbox.landing_dir(context.partition_key)
     files = sorted(p for p in folder.glob("*") if p.suffix in SUFFIXES) if folder.exists() else []
     frames = [read_claims_file(p) for p in files]
@@ -47,6 +58,7 @@ def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": []})
     sources = [p.name for p in files] + sorted(set(bus["_source"])) if len(bus) else [p.name for p in files]
     record_ingest(engine, context.partition_key, "inbox+bus", len(raw), sources, trace_id=context.run_id)
+    _spans(context, "ingest", raw["claim_id"] if "claim_id" in raw else [], t0)
     return dg.Output(raw, metadata={"rows": len(raw), "bus_rows": len(bus),
                                     "files": dg.MetadataValue.json([p.name for p in files])})
 
@@ -68,6 +80,7 @@ def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores
     from aios.stores import decisions_table, save_quarantine
     from models.validation import validate_claims
 
+    t0 = time.time_ns()
     engine = stores.engine()
     with engine.connect() as conn:
         seen = set(conn.execute(sa.select(decisions_table.c.claim_id).where(
@@ -76,6 +89,10 @@ def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores
     save_quarantine(engine, context.partition_key, result.quarantined)
     record_validation(engine, context.partition_key, result.valid["claim_id"], result.quarantined,
                       trace_id=context.run_id)
+    _spans(context, "validate", result.valid["claim_id"], t0)
+    _spans(context, "quarantine", result.quarantined["claim_id"], t0,
+           {c: {"aios.reasons": "; ".join(r)} for c, r in zip(result.quarantined["claim_id"], result.quarantined["reasons"])
+            if isinstance(c, str)})
     reasons = pd.Series([r.split(":")[0] for rs in result.quarantined["reasons"] for r in rs]).value_counts()
     yield dg.Output(result.valid, output_name="validated_claims", metadata={"rows": len(result.valid)})
     yield dg.Output(result.quarantined, output_name="quarantined_claims", metadata={
@@ -103,8 +120,10 @@ def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataF
     from aios.snapshots import save_snapshots
     from models.features import build_features, feature_version
 
+    t0 = time.time_ns()
     features = build_features(validated_claims, claim_documents, inbox.policies())
     save_snapshots(stores.engine(), features, feature_version())
+    _spans(context, "features", features.index, t0)
     yield dg.Output(features, metadata={
         "rows": len(features), "feature_version": feature_version(),
         "doc_mismatch_unobserved": int(features["doc_amount_mismatch"].isna().sum()),
@@ -116,12 +135,17 @@ def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataF
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"sklearn", "mlflow"},
           deps=["fraud_model"],
           description="Calibrated fraud score per claim from the MLflow @champion, with the version used.")
-def fraud_scores(claim_features: pd.DataFrame, registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
+def fraud_scores(context: dg.AssetExecutionContext, claim_features: pd.DataFrame,
+                 registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
     from models.decision import score_claims
 
+    t0 = time.time_ns()
     model, version = registry.load_champion()
     scores = score_claims(claim_features, model)
     scores["classifier_version"] = f"{registry.model_name}/{version}"
+    _spans(context, "score", scores.index, t0,
+           {c: {"aios.score": float(v), "aios.model": f"{registry.model_name}/{version}"}
+            for c, v in scores["score"].items()})
     return dg.Output(scores, metadata={"model": f"{registry.model_name}/{version}",
                                        "mean_score": dg.MetadataValue.float(float(scores["score"].mean()))
                                        if len(scores) else 0.0})
@@ -129,15 +153,17 @@ def fraud_scores(claim_features: pd.DataFrame, registry: ModelRegistryResource) 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pgmpy"}, deps=["bayes_network"],
           description="Exact posterior p_fraud with credible interval and value of information per claim.")
-def fraud_posteriors(claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
+def fraud_posteriors(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
                      registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
     from aios.plots import histogram_plot
     from models.decision import posterior_claims
     from models.fusion import compile_network
 
+    t0 = time.time_ns()
     net = registry.current_network()
     post = posterior_claims(claim_features, fraud_scores, compile_network(net))
     post["bayes_net_version"] = net.version
+    _spans(context, "posterior", post.index, t0, {c: {"aios.p_fraud": float(v)} for c, v in post["p_fraud"].items()})
     meta = {"bayes_net": net.version}
     if len(post):
         meta["posterior_histogram"] = image(histogram_plot(post["p_fraud"].to_numpy(), "p_fraud", "posterior"))
@@ -154,6 +180,7 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
     from models.decision import route_claims
     from models.features import feature_version
 
+    t0 = time.time_ns()
     pol = policy.load()
     if len(claim_features):
         versions = {"classifier": str(fraud_scores["classifier_version"].iat[0]),
@@ -169,6 +196,8 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
     if len(out):
         record_policy_in_force(engine, pol.label, pol.versions)
         record_decisions(engine, context.partition_key, out, trace_id=context.run_id)
+        _spans(context, "decision", out["claim_id"], t0,
+               {c: {"aios.route": r, "aios.policy": pol.label} for c, r in zip(out["claim_id"], out["route"])})
     counts = {r: int((out["route"] == r).sum()) for r in ROUTES}
     return dg.Output(out, metadata={**{k: dg.MetadataValue.int(v) for k, v in counts.items()},
                                     "automation_rate": dg.MetadataValue.float(counts["auto_approve"] / max(len(out), 1)),
@@ -200,6 +229,9 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
     from aios.audit import record_payouts
     from connectors.payout import PayoutInstruction, PayoutRefused
 
+    from aios.tracing import flush
+
+    t0 = time.time_ns()
     approved = decisions[decisions["route"] == "auto_approve"]
     instructions = [PayoutInstruction(r["claim_id"], context.partition_key, float(r["amount"]), str(r["currency"]))
                     for r in approved.to_dict("records")]
@@ -208,6 +240,8 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
     except PayoutRefused as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     record_payouts(stores.engine(), context.partition_key, report.receipts, instructions, trace_id=context.run_id)
+    _spans(context, "payout", report.receipts, t0, {c: {"aios.receipt": r} for c, r in report.receipts.items()})
+    flush()
     return dg.MaterializeResult(metadata={
         "paid": report.paid, "already_paid": report.already_paid,
         "amount_paid": dg.MetadataValue.float(round(report.amount_paid, 2)),

@@ -31,9 +31,13 @@ def build_bus_sensor(sub: Subscription, bounds: BusConfig) -> dg.SensorDefinitio
                description=f"Lands claims from {sub.kind} subscription {sub.name!r}: at most {bounds.max_messages} "
                            f"messages within {bounds.max_seconds:g} s per tick, persisted before they are acked.")
     def _bus_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
-        from connectors.bus import open_bus
-        from connectors.landing import pull_and_land
+        import time
 
+        from aios.tracing import flush, record_claim_spans
+        from connectors.bus import open_bus
+        from connectors.landing import pull_and_land, read_batch
+
+        t0 = time.time_ns()
         bus = open_bus(sub.kind, **sub.config)
         try:
             bus.ensure()
@@ -45,6 +49,11 @@ def build_bus_sensor(sub: Subscription, bounds: BusConfig) -> dg.SensorDefinitio
             return dg.SensorResult(skip_reason=dg.SkipReason(f"no messages on {sub.name}"))
         context.log.info(f"batch {result.batch_id}: {result.messages} messages, {result.landed} landed, "
                          f"{result.duplicates} duplicates, {result.dead_lettered} dead-lettered")
+        if result.landed:
+            landed = read_batch(stores.engine(), result.batch_id)
+            record_claim_spans("bus_sensor.land", landed["claim_id"], t0,
+                               {"aios.batch": result.batch_id, "aios.subscription": sub.name})
+            flush()
         requests = [
             dg.RunRequest(partition_key=day, run_key=f"bus:{result.batch_id}:{day}",
                           tags={"aios/source": f"bus:{sub.name}", "aios/batch": result.batch_id,

@@ -94,3 +94,20 @@ def test_model_card_states_live_versions_and_metrics(day_run, settings):
     versions = json.loads(decisions["versions"].iat[0])
     assert versions["classifier"] in text and versions["bayes_net"] in text and versions["policy"] in text
     assert "Expected calibration error" in text and "EU AI Act" in text
+
+
+def test_a_paid_claims_trace_links_its_spans_from_ingest_to_payout(day_run):
+    from aios.tracing import claim_trace_hex, flush, read_spans
+
+    flush()
+    decisions = read_table(day_run, decisions_table, DAY)
+    claim_id = decisions.loc[decisions["route"] == "auto_approve", "claim_id"].iat[0]
+    trace_hex = "0x" + claim_trace_hex(claim_id)
+    spans = [s for s in read_spans() if s["context"]["trace_id"] == trace_hex]
+    assert [s["name"] for s in sorted(spans, key=lambda s: s["start_time"])][:1] == ["ingest"]
+    assert {"ingest", "validate", "features", "score", "posterior", "decision", "payout"} <= {s["name"] for s in spans}
+    assert all(s["attributes"]["claim.id"] == claim_id for s in spans)
+    assert len({s["parent_id"] for s in spans}) == 1  # one claim root joins the runs' spans
+    # the ledger rows of the claim carry the same trace id
+    record = AuditLedger(day_run).claim_record(claim_id)
+    assert {e["trace_id"] for e in record["events"]} == {claim_trace_hex(claim_id)}
