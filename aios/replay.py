@@ -103,6 +103,24 @@ def replay_claim(settings: Settings, claim_id: str) -> ReplayResult:
                         {k: recomputed[k] for k in COMPARED})
 
 
+def replay_partition(settings: Settings, partition: str) -> list[ReplayResult]:
+    """Replay every stored decision of `partition` (models loaded once per set of pinned versions)."""
+    engine = get_engine(settings.db_url)
+    stored = _stored(engine, decisions_table.c.partition == partition)
+    if stored.empty:
+        raise LookupError(f"no stored decisions for partition {partition}")
+    results = []
+    for versions, group in stored.groupby("versions"):
+        models = pinned_models(settings, json.loads(versions))
+        recomputed = decide(load_snapshots(engine, list(group["snapshot_hash"])), models).set_index("claim_id")
+        for recorded in group.to_dict("records"):
+            again = recomputed.loc[recorded["claim_id"]].to_dict() | {"claim_id": recorded["claim_id"]}
+            diff = _first_difference(recorded, again)
+            results.append(ReplayResult(recorded["claim_id"], diff is None, diff,
+                                        {k: recorded[k] for k in COMPARED}, {k: again[k] for k in COMPARED}))
+    return results
+
+
 def _rates(routes: pd.Series) -> dict[str, float]:
     n = max(len(routes), 1)
     return {"claims": float(len(routes)), "automation_rate": float((routes == "auto_approve").sum() / n),

@@ -16,10 +16,12 @@ console = Console()
 def replay(claim_id: str = typer.Argument(None, help="The claim whose decision to recompute."),
            partition: str = typer.Option(None, "--partition", help="Counterfactual over this day's snapshots."),
            model_alias: str = typer.Option("champion", "--model-alias", help="MLflow alias for the counterfactual."),
-           policy: Path = typer.Option(None, "--policy", help="Policy set (directory or manifest) for the counterfactual.")
+           policy: Path = typer.Option(None, "--policy", help="Policy set (directory or manifest) for the counterfactual."),
+           verify: bool = typer.Option(False, "--verify", help="With --partition: replay every decision with its "
+                                                                "pinned versions and exit 1 on any difference.")
            ) -> None:
     """Replay one claim with its pinned versions (exit 1 on a difference), or a partition counterfactually."""
-    from aios.replay import counterfactual, replay_claim
+    from aios.replay import counterfactual, replay_claim, replay_partition
 
     s = get_settings()
     if (claim_id is None) == (partition is None):
@@ -34,6 +36,15 @@ def replay(claim_id: str = typer.Argument(None, help="The claim whose decision t
                 return
             console.print(f"[red]differs[/]: {claim_id}: {result.first_difference}", soft_wrap=True)
             raise typer.Exit(1)
+        if verify:
+            results = replay_partition(s, partition)
+            bad = [r for r in results if not r.match]
+            console.print(f"{partition}: {len(results) - len(bad)} of {len(results)} decisions match on replay")
+            for r in bad[:20]:
+                console.print(f"[red]differs[/]: {r.claim_id}: {r.first_difference}", soft_wrap=True)
+            if bad:
+                raise typer.Exit(1)
+            return
         cf = counterfactual(s, partition, model_alias, policy)
     except LookupError as exc:
         console.print(f"[red]{exc}[/]", soft_wrap=True)

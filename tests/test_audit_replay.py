@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from aios.db import get_engine
-from aios.replay import counterfactual, replay_claim
+from aios.replay import counterfactual, replay_claim, replay_partition
 from aios.snapshots import feature_snapshots
 from aios.stores import decisions_table, read_table
 from governance.ledger import AuditLedger
@@ -47,9 +47,16 @@ def test_quarantined_rows_and_the_ingest_batch_are_recorded(day_run):
     assert sum(1 for e, _ in mine if e == "ingest_batch") == 1
 
 
+def test_replay_matches_every_decision_of_the_partition(day_run, settings):
+    decisions = read_table(day_run, decisions_table, DAY)
+    results = replay_partition(settings, DAY)
+    assert len(results) == len(decisions)
+    assert [r.first_difference for r in results if not r.match] == []
+
+
 def test_replay_matches_and_a_tampered_snapshot_is_refused(day_run, settings):
     decisions = read_table(day_run, decisions_table, DAY)
-    for claim_id in decisions.groupby("route")["claim_id"].first():  # one claim per route
+    for claim_id in decisions.groupby("route")["claim_id"].first():  # one claim per route, alone
         result = replay_claim(settings, claim_id)
         assert result.match, result.first_difference
     victim = decisions.iloc[0]
