@@ -237,6 +237,17 @@ class _Pattern:
 # --------------------------------------------------------------------------
 
 
+def _to_sample_row_layout(labels: tuple, arr: np.ndarray, want: tuple, m: int) -> np.ndarray:
+    """Reorder a contracted factor to (sample, row, *want), adding a sample axis and broadcasting rows if absent."""
+    out = ((_SAMPLE,) if _SAMPLE in labels else ()) + ((_ROW,) if _ROW in labels else ()) + want
+    arr = _einsum([(labels, arr)], out)
+    if _SAMPLE not in out:
+        arr = arr[None]
+    if _ROW not in out:
+        arr = np.broadcast_to(arr[:, None], (arr.shape[0], m) + arr.shape[1:])
+    return arr
+
+
 class CompiledNetwork:
     """Exact, batched inference on a discrete Bayesian network.
 
@@ -654,12 +665,7 @@ class CompiledNetwork:
             factors, logscale = self._eliminate(factors, g.row_order, logscale)
             want = (g.target,) if g.target is not None else ()
             acc_lab, acc, logscale = self._contract(factors, want, logscale)
-            out = ((_SAMPLE,) if _SAMPLE in acc_lab else ()) + ((_ROW,) if _ROW in acc_lab else ()) + want
-            acc = _einsum([(acc_lab, acc)], out)
-            if _SAMPLE not in out:
-                acc = acc[None]
-            if _ROW not in out:
-                acc = np.broadcast_to(acc[:, None], (acc.shape[0], m) + acc.shape[1:])
+            acc = _to_sample_row_layout(acc_lab, acc, want, m)
             vals_out.append(acc)
             logs_out.append(np.broadcast_to(logscale, acc.shape[:2]))
         return np.concatenate(vals_out, axis=1), np.concatenate(logs_out, axis=1)
@@ -766,12 +772,7 @@ class CompiledNetwork:
                 acc_lab, acc, logscale = self._contract(factors, want, logscale)
             else:
                 acc_lab, acc = (), np.ones(())
-            out = ((_SAMPLE,) if _SAMPLE in acc_lab else ()) + ((_ROW,) if _ROW in acc_lab else ()) + want
-            acc = _einsum([(acc_lab, acc)], out)
-            if _SAMPLE not in out:
-                acc = acc[None]
-            if _ROW not in out:
-                acc = np.broadcast_to(acc[:, None], (acc.shape[0], m) + acc.shape[1:])
+            acc = _to_sample_row_layout(acc_lab, acc, want, m)
             vals_out.append(acc)
             logs_out.append(np.broadcast_to(logscale, acc.shape[:2]))
         return np.concatenate(vals_out, axis=1), np.concatenate(logs_out, axis=1)

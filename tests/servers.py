@@ -139,3 +139,18 @@ def claim_dict(i: int, claim_id: str | None = None, days: int = 3) -> dict:
 
 def claim_bytes(i: int, **kw) -> bytes:
     return json.dumps(claim_dict(i, **kw)).encode()
+
+
+def land_until(bus, engine, expected: int, max_ticks: int = 60, budget_s: float = 30.0,
+               max_messages: int = 1000, timeout_s: float = 1.0) -> list:
+    """pull_and_land ticks until `expected` claims are landed (bounded in ticks and time)."""
+    import time
+
+    from connectors.landing import landed_count, pull_and_land
+
+    results, deadline = [], time.monotonic() + budget_s
+    for _ in range(max_ticks):
+        if landed_count(engine) >= expected or time.monotonic() > deadline:
+            break
+        results.append(pull_and_land(bus, engine, bus.source, max_messages, timeout_s))
+    return results

@@ -12,9 +12,9 @@ from connectors.bus.nats import NatsBus
 from connectors.landing import dead_letter_rows, land_batch, landed_count, pull_and_land
 
 try:
-    from tests.servers import claim_bytes, nats_restartable, nats_url, unique_name  # noqa: F401 - fixtures
+    from tests.servers import claim_bytes, land_until, nats_restartable, nats_url, unique_name  # noqa: F401 - fixtures
 except ImportError:  # tests/ itself is on sys.path (rootdir conftest, no package)
-    from servers import claim_bytes, nats_restartable, nats_url, unique_name  # noqa: F401
+    from servers import claim_bytes, land_until, nats_restartable, nats_url, unique_name  # noqa: F401
 
 pytestmark = pytest.mark.server
 
@@ -49,16 +49,6 @@ def wait_all_acked(bus, budget_s: float = 5.0) -> int:
     while (left := bus.pending()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
-
-
-def land_until(bus, engine, expected: int, max_ticks: int = 60, budget_s: float = 30.0, **kw) -> list:
-    """pull_and_land ticks until `expected` claims are landed (bounded in ticks and time)."""
-    results, deadline = [], time.monotonic() + budget_s
-    for _ in range(max_ticks):
-        if landed_count(engine) >= expected or time.monotonic() > deadline:
-            break
-        results.append(pull_and_land(bus, engine, bus.source, kw.get("max_messages", 1000), kw.get("timeout_s", 1.0)))
-    return results
 
 
 @pytest.mark.timeout(60)

@@ -21,9 +21,9 @@ from connectors.bus.pubsub import PubSubBus
 from connectors.landing import dead_letter_rows, land_batch, landed_count, pull_and_land
 
 try:
-    from tests.servers import claim_bytes, pubsub_emulator, unique_name  # noqa: F401 - fixture
+    from tests.servers import claim_bytes, land_until, pubsub_emulator, unique_name  # noqa: F401 - fixture
 except ImportError:  # tests/ itself is on sys.path (rootdir conftest, no package)
-    from servers import claim_bytes, pubsub_emulator, unique_name  # noqa: F401
+    from servers import claim_bytes, land_until, pubsub_emulator, unique_name  # noqa: F401
 
 pytestmark = pytest.mark.server
 PROJECT = "aios-test"
@@ -58,17 +58,6 @@ def bus(pubsub_emulator, names):
         b.delete()
     finally:
         b.close()
-
-
-def land_until(bus, engine, expected: int, max_ticks: int = 60, budget_s: float = 30.0,
-               max_messages: int = 1000, timeout_s: float = 1.0) -> list:
-    """pull_and_land ticks until `expected` claims are landed (bounded in ticks and time)."""
-    results, deadline = [], time.monotonic() + budget_s
-    for _ in range(max_ticks):
-        if landed_count(engine) >= expected or time.monotonic() > deadline:
-            break
-        results.append(pull_and_land(bus, engine, bus.source, max_messages, timeout_s))
-    return results
 
 
 @pytest.mark.timeout(60)
