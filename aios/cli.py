@@ -17,6 +17,7 @@ from rich.table import Table
 
 from aios.settings import get_settings
 from aios.replay_cli import replay
+from aios.users_cli import users_app
 from governance.audit_cli import audit_app
 from governance.policy_cli import policy_app
 
@@ -24,6 +25,7 @@ app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs ever
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.add_typer(users_app, name="users")
 app.command()(replay)
 db_app = typer.Typer(help="The stores' database: migrations and the production profile's setup.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

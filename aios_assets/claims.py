@@ -231,8 +231,17 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
 
     from aios.tracing import flush
 
+    import sqlalchemy as sa
+
+    from aios.stores import review_cases
+
     t0 = time.time_ns()
-    approved = decisions[decisions["route"] == "auto_approve"]
+    # A claim that was ever put before people is paid only through review (a re-run that now
+    # routes it to auto_approve must not overrule a reviewer's rejection).
+    with stores.engine().connect() as conn:
+        reviewed = set(conn.execute(sa.select(review_cases.c.claim_id).where(
+            review_cases.c.claim_id.in_(list(decisions["claim_id"])))).scalars()) if len(decisions) else set()
+    approved = decisions[(decisions["route"] == "auto_approve") & ~decisions["claim_id"].isin(reviewed)]
     instructions = [PayoutInstruction(r["claim_id"], context.partition_key, float(r["amount"]), str(r["currency"]))
                     for r in approved.to_dict("records")]
     try:

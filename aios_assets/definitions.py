@@ -2,16 +2,18 @@
 
 import dagster as dg
 
-from aios_assets import claims, training
+from aios_assets import claims, review, training
 from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
+from aios_assets.review import review_payouts_job
 from aios_resources import build_resources
 from sensors.bus import bus_sensors
 from sensors.inbox import inbox_sensor
+from sensors.review import review_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([claims, training]),
-    jobs=[claims_job, training_job],
+    assets=dg.load_assets_from_modules([claims, training, review]),
+    jobs=[claims_job, training_job, review_payouts_job],
     schedules=[daily_scoring_schedule],
-    sensors=[inbox_sensor, *bus_sensors()],
+    sensors=[inbox_sensor, *bus_sensors(), review_sensor],
     resources=build_resources(),
 )

@@ -82,3 +82,32 @@ def test_quarantine_keeps_every_malformed_row_with_its_reason(run_day, settings)
                      "amount: Input should be a valid number", "report_delay_days:"):
         assert expected in reasons
     assert _count(engine, decisions_table, day) + len(q) == partition_summary(settings, day)["claims_in"]
+
+
+def test_a_claim_once_put_before_people_is_not_auto_paid_on_a_rerun(tmp_path):
+    """A re-run that now routes a reviewed (here: rejected) claim to auto_approve does not pay it."""
+    import pandas as pd
+
+    from aios.stores import enqueue_reviews, review_cases
+    from aios_assets.claims import payouts
+    from aios_resources import PayoutResource, StoresResource
+    from connectors.gates import record_gate
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    day = "2026-10-01"
+    engine = get_engine(url)
+    stores = StoresResource(database_url=url)
+    stores.engine()
+    for gate in ("data_quality", "drift"):
+        record_gate(engine, day, gate, True, "ok")
+    first = pd.DataFrame({"claim_id": ["A", "B"], "route": ["auto_approve", "human_review"], "amount": [10.0, 20.0],
+                          "currency": ["EUR", "EUR"], "p_fraud": [0.01, 0.2], "p_fraud_low": [0.0, 0.1],
+                          "p_fraud_high": [0.02, 0.3]})
+    enqueue_reviews(engine, day, first)
+    with engine.begin() as conn:
+        conn.execute(review_cases.update().where(review_cases.c.claim_id == "B").values(status="rejected"))
+    rerun = first.assign(route="auto_approve")
+    payouts(context=dg.build_asset_context(partition_key=day), decisions=rerun,
+            payout=PayoutResource(database_url=url), stores=stores)
+    paid = read_table(engine, payouts_table, day)
+    assert list(paid["claim_id"]) == ["A"]

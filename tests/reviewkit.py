@@ -1,0 +1,83 @@
+"""Shared helpers of the review tests: a review store on its own database, with cases and accounts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from aios import reviews
+from aios.db import create_tables, get_engine
+from aios.settings import Settings
+from aios.stores import enqueue_reviews, review_cases, save_decisions
+from connectors.gates import record_gate
+from governance.policy import PolicySet, load_policy_set
+
+PASSWORD = "correct horse battery"
+RATIONALE = json.dumps([
+    "classifier score 0.210 (mid band)",
+    "amount_ratio=3.1 moved the score +0.080",
+    "report_delay_days=12 moved the score +0.030",
+    "channel=web moved the score -0.010",
+    "score_band=mid moved p_fraud +0.050",
+    "late_report=yes moved p_fraud +0.041",
+])
+DRIVERS = json.dumps([{"signal": "doc_amount_mismatch", "expected_change": 0.083},
+                      {"signal": "prior_claims_band", "expected_change": 0.021}])
+
+
+@dataclass
+class ReviewEnv:
+    """A settings home, its stores' engine and the policy set in force."""
+
+    settings: Settings
+    engine: sa.Engine
+    policy: PolicySet
+
+    @property
+    def threshold(self) -> float:
+        return reviews.leaning_threshold(self.policy)
+
+    def user(self, name: str, role: str) -> reviews.User:
+        """An account (created on first use) with the shared test password."""
+        existing = {u["name"]: u["role"] for u in reviews.list_users(self.engine)}
+        if name not in existing:
+            reviews.create_user(self.engine, name, role, PASSWORD, self.policy.roles, created_by="test")
+        return reviews.User(name, role)
+
+    def cases(self, partition: str, claims: dict[str, tuple[float, float]], gates_pass: bool = True) -> None:
+        """Decisions routed to human review and their open cases: claim_id → (amount, p_fraud)."""
+        rows = [{"claim_id": cid, "amount": amount, "currency": "EUR", "score": p, "p_fraud": p,
+                 "p_fraud_low": max(0.0, p - 0.05), "p_fraud_high": min(1.0, p + 0.05), "route": "human_review",
+                 "rationale": RATIONALE, "uncertainty_drivers": DRIVERS, "versions": "{}",
+                 "snapshot_hash": "0" * 64} for cid, (amount, p) in claims.items()]
+        frame = pd.DataFrame(rows)
+        save_decisions(self.engine, partition, frame)
+        enqueue_reviews(self.engine, partition, frame)
+        for gate in ("data_quality", "drift"):
+            record_gate(self.engine, partition, gate, gates_pass, "set by the test")
+
+    def set_times(self, claim_id: str, enqueued: datetime, sla_due: datetime) -> None:
+        """Pin a case's queue times (for hand-computed metrics)."""
+        with self.engine.begin() as conn:
+            conn.execute(review_cases.update().where(review_cases.c.claim_id == claim_id)
+                         .values(enqueued_at=enqueued.isoformat(), sla_due_at=sla_due.isoformat()))
+
+    def status(self, claim_id: str) -> str:
+        with self.engine.connect() as conn:
+            q = sa.select(review_cases.c.status).where(review_cases.c.claim_id == claim_id)
+            return conn.execute(q).scalar_one()
+
+
+def make_env(home: Path) -> ReviewEnv:
+    """A fresh review environment in `home` (its own SQLite database)."""
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+    engine = get_engine(settings.db_url)
+    create_tables(engine)
+    reviews.ensure_review_tables(engine)
+    return ReviewEnv(settings=settings, engine=engine, policy=load_policy_set())
