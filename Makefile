@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.aios/dagster
 
-.PHONY: install run demo test dev dev-prod lock bench clean dagster-home
+.PHONY: install run demo test dev dev-prod lock bench backtest clean dagster-home
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ dev-prod: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Replay history days through the backtest (champion vs challenger) and write a report under .aios/reports/.
+backtest: install dagster-home
+	$(BIN)/aios backtest $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(BACKTEST_ARGS)
 
 lock:
 	$(BIN)/uv pip compile requirements.in -o requirements.lock --python-version 3.11 --python-platform x86_64-unknown-linux-gnu

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from aios.settings import get_settings
+from aios.backtest_cli import backtest, thresholds
 from aios.replay_cli import replay
 from aios.users_cli import users_app
 from governance.audit_cli import audit_app
@@ -27,6 +28,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
 app.command()(replay)
+app.command()(backtest)
+app.command()(thresholds)
 db_app = typer.Typer(help="The stores' database: migrations and the production profile's setup.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -11,7 +11,7 @@ from aios.db import metadata
 
 # Modules whose import registers tables on the shared metadata.
 TABLE_MODULES = ("aios.stores", "aios.snapshots", "connectors.payout", "connectors.gates", "connectors.landing",
-                 "governance.ledger", "aios.reviews")
+                 "governance.ledger", "aios.reviews", "aios.alarms")
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "aios_alembic_version"  # Dagster and MLflow keep their own alembic_version elsewhere
 
