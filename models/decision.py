@@ -116,24 +116,34 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
     evidence = _strip(posteriors, "evidence__")
     moved = _strip(posteriors, "moved__")
     voi = _strip(posteriors, "voi__")
-    top_idx = np.argsort(-np.abs(contrib.to_numpy()), axis=1)[:, :TOP_FEATURES]
-    cols = np.array(contrib.columns)
+    top_idx = np.argsort(-np.abs(contrib.to_numpy()), axis=1)[:, :TOP_FEATURES].tolist()
+    cols = list(contrib.columns)
     moved_arr = moved.to_numpy(dtype=float)
     voi_arr = voi.to_numpy(dtype=float)
     records = snapshot_records(features)
+    # Plain Python lists, read once: pandas scalar access per cell costs more than the formatting itself.
+    score_list = s.tolist()
+    band = evidence["score_band"].tolist()
+    values = {c: X[c].tolist() for c in cols}
+    contribs = {c: contrib[c].tolist() for c in cols}
+    signals = [(k, v, evidence[v].tolist()) for k, v in enumerate(moved.columns) if v != "score_band"]
+    moved_rows = moved_arr.tolist()
+    voi_rank = -np.nan_to_num(voi_arr, nan=-1.0)
+    voi_cols = list(voi.columns)
     rationale, drivers, hashes = [], [], []
     for i in range(len(features)):
-        lines = [f"classifier score {s[i]:.3f} ({evidence['score_band'].iat[i]} band)"]
+        lines = [f"classifier score {score_list[i]:.3f} ({band[i]} band)"]
         for j in top_idx[i]:
             c = cols[j]
-            lines.append(f"{c}={_fmt(X[c].iat[i])} moved the score {contrib[c].iat[i]:+.3f}")
-        for k, v in enumerate(moved.columns):
-            if v != "score_band" and not np.isnan(moved_arr[i, k]):
-                lines.append(f"{v}={evidence[v].iat[i]} moved p_fraud {moved_arr[i, k]:+.3f}")
+            lines.append(f"{c}={_fmt(values[c][i])} moved the score {contribs[c][i]:+.3f}")
+        row_moved = moved_rows[i]
+        for k, v, ev in signals:
+            if row_moved[k] == row_moved[k]:  # not NaN
+                lines.append(f"{v}={ev[i]} moved p_fraud {row_moved[k]:+.3f}")
         rationale.append(canonical_json(lines))
         row_voi = voi_arr[i]
-        order = [j for j in np.argsort(-np.nan_to_num(row_voi, nan=-1.0)) if not np.isnan(row_voi[j])][:TOP_DRIVERS]
-        drivers.append(canonical_json([{"signal": voi.columns[j], "expected_change": round(float(row_voi[j]), 6)}
+        order = [j for j in np.argsort(voi_rank[i]) if not np.isnan(row_voi[j])][:TOP_DRIVERS]
+        drivers.append(canonical_json([{"signal": voi_cols[j], "expected_change": round(float(row_voi[j]), 6)}
                                        for j in order]))
         hashes.append(snapshot_hash(records[i]))
     return pd.DataFrame({

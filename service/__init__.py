@@ -1,0 +1,1 @@
+"""The sync path: one FastAPI app (decision API, review UI, metrics). Never imports Dagster."""

@@ -1,0 +1,445 @@
+"""The sync decision API: `POST /v1/decisions` and `GET /v1/claims/{claim_id}`.
+
+A request goes through the batch path's own functions: the claim contract (`aios.schemas.Claim`
+plus the business rules of `models/validation.py`, as field constraints so a 422 names the field),
+the documents (sent inline, else read from the document store by `document_refs`, as the batch
+path reads them), `models.features.build_features`, and `models.decision.decide` with the pinned
+models. The same claim with the same pinned versions gets the same decision as in a batch.
+
+Storage. Each decision is upserted by claim id into the decision store under the partition
+`api-YYYY-MM-DD` (the UTC day the service received it). The daily batch partitions are named
+`YYYY-MM-DD` and a batch run replaces its whole partition, so the API never writes into one;
+re-submitting a claim the API decided before replaces that decision (the latest computation wins,
+as when a batch partition is re-run), and a claim already decided by a batch gets a 409. Before
+the decision is stored, its feature snapshot goes to the snapshot store and its score, posterior
+and decision go to the audit ledger (actor `service.api@<version>`, with the versions, snapshot
+hash and the claim's trace id), so no stored decision is missing from the ledger. Claims routed to human
+review open a review case like batch ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import pandas as pd
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, conlist, field_validator
+
+from aios.audit import ledger as audit_ledger
+from aios.audit import record_decisions
+from aios.db import create_tables, get_engine
+from aios.schemas import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Route
+from aios.settings import Settings
+from aios.snapshots import save_snapshots
+from aios.stores import decisions_table, enqueue_reviews, review_cases
+from aios.tracing import claim_trace_hex, record_claim_spans
+from connectors.documents import DocumentStore
+from models.decision import decide
+from models.features import build_features, feature_version
+from models.validation import MAX_AMOUNT
+from service.batcher import Job, MicroBatcher
+from service.metrics import ServiceMetrics
+from service.model_pins import ModelPins, NoModelPinned
+
+MAX_BATCH = 100
+MAX_REPORT_DELAY_DAYS = 3 * 365  # the business rule of models/validation.py (report_delay_days ≤ 3 years)
+MAX_PRIOR_CLAIMS = 100
+API_PARTITION_PREFIX = "api-"
+_SINGLE, _BATCH = "<claim>", "<batch>"
+
+
+def service_version() -> str:
+    """The installed aios package version (what the service's ledger actor records)."""
+    try:
+        return _metadata.version("aios")
+    except _metadata.PackageNotFoundError:
+        return "0"
+
+
+ACTOR = f"service.api@{service_version()}"
+
+
+# -------------------------------------------------------------------------------------------------
+# request and response bodies
+
+
+class DocumentIn(BaseModel):
+    """A document of the claim, as text (its text layer or OCR output)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_ref: str = Field(min_length=1, max_length=200, pattern=r"^[^/.][^/]*$",
+                         description="One of the claim's document_refs.")
+    text: str = Field(max_length=200_000)
+
+
+class ClaimIn(Claim):
+    """A claim submitted for a decision: the claim contract plus the batch path's business rules.
+
+    `documents` is optional: when given, exactly these are the claim's readable documents;
+    when absent, the documents named in `document_refs` are read from the document store.
+    """
+
+    claim_type: Literal[CLAIM_TYPES]  # type: ignore[valid-type]
+    amount: float = Field(gt=0, le=MAX_AMOUNT)
+    currency: Literal[CURRENCIES]  # type: ignore[valid-type]
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    customer_tenure_days: int = Field(ge=0)
+    prior_claims: int = Field(ge=0, le=MAX_PRIOR_CLAIMS)
+    documents: list[DocumentIn] | None = Field(default=None, max_length=50)
+
+    @field_validator("incident_date")
+    @classmethod
+    def _report_delay(cls, v: Any, info: ValidationInfo) -> Any:
+        submitted = info.data.get("submitted_at")
+        if submitted is None:
+            return v
+        day = pd.Timestamp(submitted)
+        day = (day.tz_convert("UTC").tz_localize(None) if day.tzinfo else day).normalize()
+        delay = (day - pd.Timestamp(v)).days
+        if delay < 0:
+            raise ValueError(f"must not be after submitted_at (reported {-delay} day(s) before the incident)")
+        if delay > MAX_REPORT_DELAY_DAYS:
+            raise ValueError(f"must be at most {MAX_REPORT_DELAY_DAYS} days before submitted_at (got {delay})")
+        return v
+
+    @field_validator("documents")
+    @classmethod
+    def _documents_are_referenced(cls, v: list[DocumentIn] | None, info: ValidationInfo) -> Any:
+        if v is None:
+            return v
+        refs = set(info.data.get("document_refs") or [])
+        for doc in v:
+            if doc.doc_ref not in refs:
+                raise ValueError(f"document {doc.doc_ref!r} is not listed in document_refs")
+        return v
+
+
+def _shape(v: Any) -> str | None:
+    if isinstance(v, list):
+        return _BATCH
+    if isinstance(v, (dict, BaseModel)):
+        return _SINGLE
+    return None
+
+
+DecisionRequest = Annotated[
+    Union[
+        Annotated[ClaimIn, Tag(_SINGLE)],
+        Annotated[conlist(ClaimIn, min_length=1, max_length=MAX_BATCH), Tag(_BATCH)],
+    ],
+    Discriminator(_shape, custom_error_type="request_shape",
+                  custom_error_message=f"must be a claim object or a list of 1 to {MAX_BATCH} claims"),
+]
+
+
+class DecisionOut(BaseModel):
+    """The decision contract for one claim, as stored."""
+
+    claim_id: str
+    route: Route
+    p_fraud: float
+    p_fraud_interval: tuple[float, float]
+    score: float
+    amount: float
+    currency: str
+    rationale: list[str]
+    uncertainty_drivers: list[dict[str, Any]]
+    versions: dict[str, str]
+    snapshot_hash: str
+    partition: str
+    decided_at: str
+    trace_id: str = Field(description="The claim's trace id (OpenTelemetry and audit ledger).")
+    review_status: str | None = None
+
+
+class DecisionsOut(BaseModel):
+    """The decisions of one request, in the order the claims were sent."""
+
+    request_id: str
+    decisions: list[DecisionOut]
+
+
+class FieldError(BaseModel):
+    """One reason a request was refused: the field (e.g. `amount`, `[3].currency`) and why."""
+
+    field: str
+    reason: str
+    loc: list[str | int]
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422: every field that is wrong and why."""
+
+    detail: list[FieldError]
+
+
+# -------------------------------------------------------------------------------------------------
+# 422s that name the field
+
+
+def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """`('body', '<batch>', 3, 'amount')` → `[3].amount`; `('body', '<claim>', 'amount')` → `amount`."""
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+        if parts and parts[0] in (_SINGLE, _BATCH):
+            parts = parts[1:]
+        if not parts:
+            return "body"
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """422 with one entry per failing field: `field`, `reason`, and FastAPI's own `loc` and `type`."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"field": field_name(e.get("loc", ())), "reason": str(e.get("msg", "")),
+               "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())], "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+# -------------------------------------------------------------------------------------------------
+# the decision service
+
+
+def claims_frame(claims: list[ClaimIn]) -> pd.DataFrame:
+    """The claims as the batch path's validated frame (columns of `Claim`, times in naive UTC)."""
+    fields = list(Claim.model_fields)
+    typed = pd.DataFrame([c.model_dump(include=set(fields)) for c in claims], columns=fields)
+    typed["submitted_at"] = pd.to_datetime(typed["submitted_at"], utc=True).dt.tz_convert(None)
+    typed["incident_date"] = pd.to_datetime(typed["incident_date"])
+    return typed
+
+
+def store_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, decided_at: str) -> None:
+    """Upsert decisions by claim id (other claims of the partition are left as they are)."""
+    cols = ("claim_id", "amount", "currency", "score", "p_fraud", "p_fraud_low", "p_fraud_high", "route",
+            "rationale", "uncertainty_drivers", "versions", "snapshot_hash")
+    rows = [{**{k: r[k] for k in cols}, "partition": partition, "decided_at": decided_at}
+            for r in decisions.to_dict("records")]
+    with engine.begin() as conn:
+        conn.execute(decisions_table.delete().where(decisions_table.c.claim_id.in_([r["claim_id"] for r in rows])))
+        conn.execute(decisions_table.insert(), rows)
+
+
+def decision_dict(row: dict[str, Any], review_status: str | None = None) -> dict[str, Any]:
+    """A stored (or just computed) decision row as the API's decision body (the fields of `DecisionOut`)."""
+    return {
+        "claim_id": row["claim_id"], "route": str(row["route"]), "p_fraud": float(row["p_fraud"]),
+        "p_fraud_interval": [float(row["p_fraud_low"]), float(row["p_fraud_high"])], "score": float(row["score"]),
+        "amount": float(row["amount"]), "currency": row["currency"], "rationale": json.loads(row["rationale"]),
+        "uncertainty_drivers": json.loads(row["uncertainty_drivers"]), "versions": json.loads(row["versions"]),
+        "snapshot_hash": row["snapshot_hash"], "partition": row["partition"], "decided_at": row["decided_at"],
+        "trace_id": claim_trace_hex(row["claim_id"]), "review_status": review_status,
+    }
+
+
+class AlreadyDecided(HTTPException):
+    """409: claims a batch run decided already (the API never overwrites a batch decision)."""
+
+    def __init__(self, claim_ids: list[str]) -> None:
+        super().__init__(409, {"reason": "already decided by a batch run; see GET /v1/claims/{claim_id}",
+                               "claim_ids": claim_ids})
+
+
+class DecisionService:
+    """Decides submitted claims with the pinned models and records every decision.
+
+    Requests are queued to one worker that decides whatever is waiting in one call (service/batcher.py).
+    """
+
+    def __init__(self, settings: Settings, pins: ModelPins, metrics: ServiceMetrics | None = None, *,
+                 max_batch: int = 512) -> None:
+        """`max_batch`: most claims decided in one call when concurrent requests are batched together."""
+        self.settings = settings
+        self.pins = pins
+        self.metrics = metrics
+        self.engine = get_engine(settings.db_url)
+        create_tables(self.engine)
+        self.ledger = audit_ledger(self.engine)
+        self.documents = DocumentStore(settings.documents_dir)
+        self.batcher: MicroBatcher[ClaimIn, list[dict[str, Any]]] = MicroBatcher(self._decide_jobs,
+                                                                                 max_items=max_batch)
+        self._policies: tuple[tuple[int, int], pd.DataFrame] | None = None
+
+    def policies(self) -> pd.DataFrame:
+        """The book of policies (re-read when the file changes)."""
+        path: Path = self.settings.policies_path
+        try:
+            st = path.stat()
+        except FileNotFoundError as exc:
+            raise HTTPException(503, f"reference data {path} is missing: run `aios generate` first") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = self._policies
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, pd.read_parquet(path, columns=["policy_id", "typical_amount"]))
+            self._policies = cached
+        return cached[1]
+
+    def _documents(self, claims: list[ClaimIn]) -> pd.DataFrame:
+        rows = []
+        for c in claims:
+            if c.documents is None:
+                for ref in c.document_refs:
+                    text = self.documents.read(ref)
+                    if text is not None:
+                        rows.append((c.claim_id, ref, text))
+            else:
+                for d in c.documents:
+                    rows.append((c.claim_id, d.doc_ref, d.text))
+                    if self.documents.read(d.doc_ref) is None:
+                        self.documents.write(d.doc_ref, d.text)  # kept for reviewers, as batch documents are
+        return pd.DataFrame(rows, columns=["claim_id", "doc_ref", "text"])
+
+    def _batch_decided(self, claim_ids: list[str]) -> set[str]:
+        with self.engine.connect() as conn:
+            taken = conn.execute(sa.select(decisions_table.c.claim_id, decisions_table.c.partition).where(
+                decisions_table.c.claim_id.in_(claim_ids))).all()
+        return {c for c, p in taken if not str(p).startswith(API_PARTITION_PREFIX)}
+
+    def submit(self, claims: list[ClaimIn], request_id: str) -> Future:
+        """Check the request and queue its claims; the future gets their decision bodies (or the HTTP error)."""
+        ids = [c.claim_id for c in claims]
+        seen: set[str] = set()
+        for i, claim_id in enumerate(ids):
+            if claim_id in seen:
+                raise RequestValidationError([{"loc": ("body", _BATCH, i, "claim_id"),
+                                               "msg": f"duplicate claim_id {claim_id!r} in the batch",
+                                               "type": "value_error"}])
+            seen.add(claim_id)
+        if not self.pins.ready:
+            raise HTTPException(503, f"no model pinned yet: {self.pins.last_error or 'loading'}")
+        return self.batcher.submit_future(claims, frozenset(ids), {"request_id": request_id,
+                                                                   "started_ns": time.time_ns()})
+
+    def decide_claims(self, claims: list[ClaimIn], request_id: str) -> list[dict[str, Any]]:
+        """Decide, record (snapshot, ledger, store, review queue, trace spans) and return the decision bodies."""
+        return self.submit(claims, request_id).result()
+
+    def _decide_jobs(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> list[Any]:
+        """One decision call and one round of writes for all the jobs' claims; results split back per job."""
+        t0 = time.perf_counter()
+        try:
+            pinned = self.pins.current()  # one pinned set for the whole batch
+        except NoModelPinned as exc:
+            raise HTTPException(503, f"no model pinned yet: {exc}") from exc
+        taken = self._batch_decided([c.claim_id for job in jobs for c in job.items])
+        results: list[Any] = [None] * len(jobs)
+        live = []
+        for k, job in enumerate(jobs):
+            refused = sorted(c.claim_id for c in job.items if c.claim_id in taken)
+            if refused:
+                results[k] = AlreadyDecided(refused)
+            else:
+                live.append(k)
+        claims = [c for k in live for c in jobs[k].items]
+        if not claims:
+            return results
+        ids = [c.claim_id for c in claims]
+        features = build_features(claims_frame(claims), self._documents(claims), self.policies())
+        decisions = decide(features, pinned.models)
+        decisions["currency"] = [c.currency for c in claims]
+        now = datetime.now(timezone.utc)
+        partition = f"{API_PARTITION_PREFIX}{now:%Y-%m-%d}"
+        decided_at = now.isoformat()
+        save_snapshots(self.engine, features, feature_version())
+        record_decisions(self.engine, partition, decisions, actor=ACTOR)
+        store_decisions(self.engine, partition, decisions, decided_at)
+        enqueue_reviews(self.engine, partition, decisions)
+        routes = dict(zip(decisions["claim_id"], decisions["route"]))
+        for k in live:
+            job = jobs[k]
+            record_claim_spans("service.api.decide", [c.claim_id for c in job.items], int(job.meta["started_ns"]),
+                               {"aios.partition": partition, "aios.request_id": str(job.meta["request_id"]),
+                                "aios.actor": ACTOR}, {c.claim_id: {"aios.route": routes[c.claim_id]} for c in job.items})
+        statuses = self._review_statuses(ids) if (decisions["route"] == Route.human_review.value).any() else {}
+        out = [decision_dict({**r, "partition": partition, "decided_at": decided_at}, statuses.get(r["claim_id"]))
+               for r in decisions.to_dict("records")]
+        i = 0
+        for k in live:
+            n = len(jobs[k].items)
+            results[k] = out[i:i + n]
+            i += n
+        if self.metrics is not None:
+            self.metrics.observe_decisions(decisions["route"], decisions["p_fraud"])
+            self.metrics.batch_claims.observe(len(claims))
+            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        return results
+
+    def _review_statuses(self, claim_ids: list[str]) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(review_cases.c.claim_id, review_cases.c.status).where(
+                review_cases.c.claim_id.in_(claim_ids))).all())
+
+    def stored(self, claim_id: str) -> dict[str, Any] | None:
+        """The stored decision of a claim (from a batch or from the API) as a decision body, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(decisions_table).where(decisions_table.c.claim_id == claim_id)).mappings().first()
+        if row is None:
+            return None
+        return decision_dict(dict(row), self._review_statuses([claim_id]).get(claim_id))
+
+
+# -------------------------------------------------------------------------------------------------
+# routes
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+_ERRORS = {422: {"model": ValidationErrorOut, "description": "A field is missing or wrong; each entry names it."},
+           409: {"description": "A claim was already decided by a batch run."},
+           503: {"description": "No model pinned yet (nothing trained) or reference data missing."}}
+
+
+def _service(request: Request) -> DecisionService:
+    return request.app.state.decision_service
+
+
+@router.post("/decisions", response_model=DecisionsOut, responses=_ERRORS,
+             summary="Decide one claim or a batch of up to 100")
+async def post_decisions(request: Request,
+                         payload: Annotated[DecisionRequest, Body(description="A claim, or a list of 1 to 100 claims.")],
+                         x_request_id: Annotated[str | None, Header(max_length=64)] = None) -> JSONResponse:
+    """Decide the claims with the pinned models and store each decision; the same function as the batch path."""
+    claims = payload if isinstance(payload, list) else [payload]
+    request_id = x_request_id or uuid.uuid4().hex
+    # awaited, not run in the thread pool: the request holds no thread while its batch is decided
+    decisions = await asyncio.wrap_future(_service(request).submit(claims, request_id))
+    return JSONResponse({"request_id": request_id, "decisions": decisions}, headers={"X-Request-Id": request_id})
+
+
+@router.get("/claims/{claim_id}", response_model=DecisionOut, responses={404: {"description": "No decision stored."}},
+            summary="The stored decision of a claim")
+def get_claim(request: Request, claim_id: str) -> JSONResponse:
+    """The decision stored for `claim_id`, from the API or from a batch run."""
+    found = _service(request).stored(claim_id)
+    if found is None:
+        raise HTTPException(404, f"no decision stored for claim {claim_id!r}")
+    return JSONResponse(found)
+
+
+def install_decisions_api(app: FastAPI, settings: Settings, pins: ModelPins, metrics: ServiceMetrics | None,
+                          max_batch: int = 512) -> None:
+    """Mount the decision API on `app` with its service and the field-naming 422 handler."""
+    app.state.decision_service = DecisionService(settings, pins, metrics, max_batch=max_batch)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(router)
+
+
+__all__ = ["ACTOR", "ClaimIn", "DecisionOut", "DecisionService", "DecisionsOut", "install_decisions_api",
+           "router"]

@@ -1,0 +1,152 @@
+"""What the review UI works with: the stores' engine, the policy set, the audit ledger, the claim sources."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from aios.db import create_tables, get_engine
+from aios.reviews import ensure_review_tables, leaning_threshold
+from aios.settings import Settings
+from connectors.documents import DocumentStore
+from connectors.inbox import SUFFIXES, read_claims_file
+from governance.ledger import AuditLedger
+from governance.policy import PolicySet, load_policy_set
+
+CLAIM_FIELDS = ("claim_id", "policy_id", "customer_id", "submitted_at", "incident_date", "claim_type", "amount",
+                "currency", "channel", "customer_tenure_days", "prior_claims", "description", "document_refs")
+_SCORE_LINE = re.compile(r"^(?P<name>\w+)=(?P<value>.*) moved the score (?P<delta>[+-]?[0-9.eE+-]+)$")
+_EVIDENCE_LINE = re.compile(r"^(?P<name>\w+)=(?P<value>.*) moved p_fraud (?P<delta>[+-]?[0-9.eE+-]+)$")
+
+
+@dataclass
+class ReviewContext:
+    """The review UI's dependencies, built once when the UI is installed."""
+
+    settings: Settings
+    engine: sa.Engine
+    policy: PolicySet
+    ledger: AuditLedger
+    documents: DocumentStore
+    threshold: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> ReviewContext:
+        """Connect to the settings' stores (creating missing tables) and load the policy set in force."""
+        engine = get_engine(settings.db_url)
+        create_tables(engine)
+        ensure_review_tables(engine)
+        policy = load_policy_set()
+        return cls(settings=settings, engine=engine, policy=policy, ledger=AuditLedger(engine),
+                   documents=DocumentStore(settings.documents_dir), threshold=leaning_threshold(policy))
+
+    def audit(self, event: str, actor: str, payload: dict[str, Any], claim_id: str | None = None) -> None:
+        """Append one row to the audit ledger, with the policy version in force."""
+        self.ledger.append(event, actor, payload, claim_id=claim_id, versions={"policy": self.policy.label})
+
+    def find_claim(self, partition: str, claim_id: str) -> dict[str, Any] | None:
+        """The claim as submitted (inbox file in landing/<partition>/ or bus landing store), or None."""
+        folder = self.settings.landing_dir / partition
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.suffix in SUFFIXES:
+                    hit = _claims_in_file(str(path), path.stat().st_mtime_ns).get(claim_id)
+                    if hit is not None:
+                        return dict(hit)
+        return self._bus_claim(claim_id)
+
+    def _bus_claim(self, claim_id: str) -> dict[str, Any] | None:
+        try:
+            from connectors.landing import landed_claims
+        except ImportError:  # no bus landing store in this build
+            return None
+        if not sa.inspect(self.engine).has_table(landed_claims.name):
+            return None
+        with self.engine.connect() as conn:
+            payload = conn.execute(sa.select(landed_claims.c.payload).where(landed_claims.c.claim_id == claim_id)
+                                   .order_by(landed_claims.c.id).limit(1)).scalar()
+        if payload is None:
+            return None
+        rec = json.loads(payload)
+        refs = rec.get("document_refs")
+        if isinstance(refs, list):
+            rec["document_refs"] = ";".join(refs)
+        return {k: rec.get(k) for k in CLAIM_FIELDS if k in rec}
+
+    def documents_of(self, claim: dict[str, Any] | None, role: str) -> list[dict[str, Any]]:
+        """The claim's documents (text redacted for roles that may not see personal data); missing ones say so."""
+        if not claim:
+            return []
+        refs = [r for r in str(claim.get("document_refs") or "").split(";") if r]
+        scrub = not self.policy.sees_all_pii(role)
+        out = []
+        for ref in refs:
+            try:
+                text = self.documents.read(ref)
+            except ValueError:
+                text = None
+            if text is not None and scrub:
+                text = self.policy.redact_text(text)
+            out.append({"ref": ref, "text": text})
+        return out
+
+
+@lru_cache(maxsize=64)
+def _claims_in_file(path: str, _mtime_ns: int) -> dict[str, dict[str, Any]]:
+    frame = read_claims_file(Path(path))
+    if "claim_id" not in frame.columns:
+        return {}
+    out = {}
+    for rec in frame.to_dict("records"):
+        cid = rec.get("claim_id")
+        if isinstance(cid, str) and cid and cid not in out:
+            out[cid] = {k: rec.get(k) for k in CLAIM_FIELDS if k in rec}
+    return out
+
+
+def parse_rationale(text: str | None) -> dict[str, Any]:
+    """The decision's rationale split for display: the classifier line, the top feature contributions to the
+    score, the Bayesian-network evidence with how far each moved p_fraud, and any other lines."""
+    try:
+        lines = json.loads(text) if text else []
+    except ValueError:
+        lines = [str(text)]
+    out: dict[str, Any] = {"summary": [], "features": [], "evidence": []}
+    for line in lines if isinstance(lines, list) else [str(lines)]:
+        line = str(line)
+        for key, pat in (("features", _SCORE_LINE), ("evidence", _EVIDENCE_LINE)):
+            m = pat.match(line)
+            if m:
+                try:
+                    delta = float(m["delta"])
+                except ValueError:
+                    break
+                out[key].append({"name": m["name"], "value": m["value"], "delta": delta})
+                break
+        else:
+            out["summary"].append(line)
+    return out
+
+
+def parse_drivers(text: str | None) -> list[dict[str, Any]]:
+    """The uncertainty drivers: unobserved signals and the expected change in p_fraud were each observed."""
+    try:
+        items = json.loads(text) if text else []
+    except ValueError:
+        return []
+    out = []
+    for d in items if isinstance(items, list) else []:
+        if isinstance(d, dict) and "signal" in d:
+            try:
+                change = float(d.get("expected_change", 0.0))
+            except (TypeError, ValueError):
+                change = 0.0
+            out.append({"signal": str(d["signal"]), "expected_change": change})
+    return out
