@@ -55,6 +55,18 @@ def _window(settings: Settings, config: WindowConfig) -> list[str]:
         raise dg.Failure(str(exc)) from exc
 
 
+def _scored_window(inbox: InboxResource, registry: ModelRegistryResource, config: WindowConfig):
+    """Settings, the window's days, and the backtest rows scored for them (a Failure saying what is missing)."""
+    from aios.backtest import load_window
+
+    settings = _settings(inbox, registry)
+    days = _window(settings, config)
+    try:
+        return settings, days, load_window(settings, days)
+    except (FileNotFoundError, ValueError) as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
 def _floats(prefix: str, metrics: dict) -> dict[str, dg.MetadataValue]:
     return {f"{prefix}{k}": dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
 
@@ -101,16 +113,11 @@ def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, i
                       "per-partition measures; the regression bounds checked.")
 def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
                      registry: ModelRegistryResource) -> dg.MaterializeResult:
-    from aios.backtest import load_bounds, load_window
+    from aios.backtest import load_bounds
     from aios.backtest_report import markdown_table, partition_plot, reliability_plot, summary_frame
     from models.backtest import check_bounds, metrics_table
 
-    settings = _settings(inbox, registry)
-    days = _window(settings, config)
-    try:
-        scored = load_window(settings, days)
-    except (FileNotFoundError, ValueError) as exc:
-        raise dg.Failure(str(exc)) from exc
+    settings, days, scored = _scored_window(inbox, registry, config)
     table = metrics_table(scored)
     bounds = load_bounds()
     role = bounds.get("role", "champion")
@@ -139,16 +146,10 @@ def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, in
                       "classifier-only routing at the same review budget.")
 def threshold_economics(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
                         registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
-    from aios.backtest import load_window
     from aios.backtest_report import markdown_table, study_frames, threshold_plot
     from models.economics import check_bands_match_policy, load_costs, threshold_study
 
-    settings = _settings(inbox, registry)
-    days = _window(settings, config)
-    try:
-        scored = load_window(settings, days)
-    except (FileNotFoundError, ValueError) as exc:
-        raise dg.Failure(str(exc)) from exc
+    settings, days, scored = _scored_window(inbox, registry, config)
     champ = scored[(scored["role"] == "champion") & scored["is_fraud"].notna()]
     pol = policy.load()
     current = check_bands_match_policy(champ["p_fraud"].to_numpy(), champ["amount"].to_numpy(), pol)

@@ -218,36 +218,31 @@ def _audit_action(request: Request, session: reviews.Session, claim_id: str, res
         log.info("review UI: %s %s claim %s → %s", session.user.name, result.action, claim_id, result.status)
 
 
-@router.post("/cases/{claim_id}/claim")
-def claim(request: Request, claim_id: str, csrf_token: str = Form("")) -> Response:
-    """Take the case so nobody else works it at the same time."""
+def _case_action(request: Request, claim_id: str, csrf_token: str, act, next_url: str) -> Response:
+    """Take or give back a case (`act` is reviews.claim_case or reviews.release_case), audited."""
     session = require(request, "claim_case")
     require_csrf(session, csrf_token)
     ctx = ctx_of(request)
     try:
-        result = reviews.claim_case(ctx.engine, claim_id, session.user, ctx.policy, ctx.threshold)
+        result = act(ctx.engine, claim_id, session.user, ctx.policy, ctx.threshold)
     except reviews.CaseNotFound:
         raise
     except ReviewError as exc:
         return _case_page(request, session, claim_id, error=str(exc), status=exc.status)
     _audit_action(request, session, claim_id, result)
-    return redirect(request, f"{PREFIX}/cases/{claim_id}", result.message)
+    return redirect(request, next_url, result.message)
+
+
+@router.post("/cases/{claim_id}/claim")
+def claim(request: Request, claim_id: str, csrf_token: str = Form("")) -> Response:
+    """Take the case so nobody else works it at the same time."""
+    return _case_action(request, claim_id, csrf_token, reviews.claim_case, f"{PREFIX}/cases/{claim_id}")
 
 
 @router.post("/cases/{claim_id}/release")
 def release(request: Request, claim_id: str, csrf_token: str = Form("")) -> Response:
     """Give the case back to the queue."""
-    session = require(request, "claim_case")
-    require_csrf(session, csrf_token)
-    ctx = ctx_of(request)
-    try:
-        result = reviews.release_case(ctx.engine, claim_id, session.user, ctx.policy, ctx.threshold)
-    except reviews.CaseNotFound:
-        raise
-    except ReviewError as exc:
-        return _case_page(request, session, claim_id, error=str(exc), status=exc.status)
-    _audit_action(request, session, claim_id, result)
-    return redirect(request, f"{PREFIX}/queue", result.message)
+    return _case_action(request, claim_id, csrf_token, reviews.release_case, f"{PREFIX}/queue")
 
 
 @router.post("/cases/{claim_id}/decision")
