@@ -493,6 +493,32 @@ def _open_case(conn: sa.Connection, claim_id: str) -> tuple[Any, Any]:
     return case, state
 
 
+def _audited(fn):
+    """Record each stored review action in the audit ledger (actor: the reviewer), whatever calls it."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> ActionResult:
+        result = fn(*args, **kwargs)
+        if result.action_id:
+            from aios.audit import ledger
+            from aios.tracing import claim_trace_hex
+
+            call = signature.bind(*args, **kwargs).arguments
+            label = getattr(call["policy"], "label", None)
+            ledger(call["engine"]).append(
+                "review_action", call["user"].name, {**result.payload, "action_id": result.action_id},
+                claim_id=call["claim_id"], versions={"policy": label} if label else None,
+                trace_id=claim_trace_hex(call["claim_id"]))
+        return result
+
+    return wrapper
+
+
+@_audited
 def claim_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, threshold: float = 0.5,
                now: datetime | None = None) -> ActionResult:
     """Lock an open case for `user` (for LOCK_TTL) so nobody else works it; Conflict if someone else holds it."""
@@ -535,6 +561,7 @@ def _claim(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, t
                         {"action": "claim_case", "partition": case.partition})
 
 
+@_audited
 def release_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, threshold: float = 0.5,
                  now: datetime | None = None) -> ActionResult:
     """Give a claimed case back to the queue; Conflict if `user` does not hold it."""
@@ -552,6 +579,7 @@ def release_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPol
                         {"action": "release_case", "partition": case.partition})
 
 
+@_audited
 def decide(engine: sa.Engine, claim_id: str, user: User, decision: str, reason: str, policy: ReviewPolicy,
            threshold: float = 0.5, now: datetime | None = None) -> ActionResult:
     """Approve, reject or escalate a case `user` has claimed, with a reason.

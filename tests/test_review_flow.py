@@ -268,6 +268,9 @@ def test_review_actions_are_in_the_audit_ledger_with_the_reviewer_as_actor(env, 
     record = AuditLedger(env.engine).claim_record("C-1")
     assert record["paid_amount"] == 800.0
     assert [p["reason"] for p in record["payouts"]] == ["review_approved"]
+    actions = [(e["actor"], e["payload"]["action"]) for e in record["events"] if e["event"] == "review_action"]
+    assert actions == [("rita", "claim_case"), ("rita", "approve")]
+    assert record["reviewers"] == ["rita"]
 
 
 def test_metrics_equal_hand_computed_values(env):

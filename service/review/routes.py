@@ -212,9 +212,8 @@ def case_page(request: Request, claim_id: str) -> Response:
 
 
 def _audit_action(request: Request, session: reviews.Session, claim_id: str, result: reviews.ActionResult) -> None:
+    # The review store itself writes the action to the audit ledger (aios/reviews.py).
     if result.action_id:
-        ctx_of(request).audit("review_action", session.user.name, {**result.payload, "action_id": result.action_id},
-                              claim_id=claim_id)
         log.info("review UI: %s %s claim %s → %s", session.user.name, result.action, claim_id, result.status)
 
 
