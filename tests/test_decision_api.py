@@ -31,7 +31,7 @@ from service.app import create_app
 from service.decisions_api import ACTOR, field_name
 
 API_DAY = date(2026, 11, 25)
-BATCH_DAY = "2026-11-17"
+BATCH_DAY = "2026-11-12"  # each test module drops its own day into the shared session home
 
 
 def _claims(settings: Settings, day: date, n: int, prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
