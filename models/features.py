@@ -58,7 +58,7 @@ def build_features(claims: pd.DataFrame, documents: pd.DataFrame, policies: pd.D
         "prior_claims": c["prior_claims"].astype(float),
         "customer_tenure_days": c["customer_tenure_days"].astype(float),
         "n_documents": refs.astype(float),
-        "docs_readable": docs["docs_readable"].fillna(0).astype(float),
+        "docs_readable": pd.to_numeric(docs["docs_readable"], errors="coerce").astype(float).fillna(0.0),
         "doc_amount_mismatch": mismatch,
         "text_flags": text["text_flags"].astype(float),
         "claim_type": c["claim_type"].astype(str),
