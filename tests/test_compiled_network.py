@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 import warnings
 from functools import reduce
 
@@ -349,15 +348,14 @@ def test_interval_equals_per_sample_exact_posteriors(mode):
     np.testing.assert_allclose(hi, q[1], atol=1e-12)
 
 
-def test_interval_is_fast_for_a_batch():
+def test_interval_for_a_batch_is_per_row_and_ordered():
+    """A batch's intervals (its speed is measured in the benchmark, not here)."""
     model = load("sachs")
     net = CompiledNetwork.from_pgmpy(model, pseudo_counts=_counts(model, 100))
     ev = sampled_evidence(model, 1000, seed=2, max_frac=0.4).drop(columns=["Akt"])
-    t0 = time.perf_counter()
     lo, hi = net.posterior_interval("Akt", ev, net.states["Akt"][1], n_samples=200, seed=0)
-    elapsed = time.perf_counter() - t0
-    assert np.all(lo <= hi)
-    assert elapsed < 2.0, elapsed  # typically ~0.2 s
+    assert lo.shape == hi.shape == (len(ev),)
+    assert np.all((0 <= lo) & (lo <= hi) & (hi <= 1))
 
 
 def test_interval_without_pseudo_counts_is_refused():
