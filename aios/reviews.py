@@ -136,15 +136,20 @@ class ReviewPolicy(Protocol):
     """What the store asks of the policy set (roles, rbac, four eyes, redaction of free text)."""
 
     @property
-    def roles(self) -> tuple[str, ...]: ...
+    def roles(self) -> tuple[str, ...]:
+        """The roles the rbac policy knows."""
 
-    def is_allowed(self, role: str, action: str) -> bool: ...
+    def is_allowed(self, role: str, action: str) -> bool:
+        """Whether `role` may do `action` (rbac policy)."""
 
-    def needs_four_eyes(self, amount: float) -> bool: ...
+    def needs_four_eyes(self, amount: float) -> bool:
+        """Whether a claim of this amount needs four eyes (a second approval)."""
 
-    def four_eyes_satisfied(self, amount: float, approvals: Any, senior_approvals: int | None = None) -> bool: ...
+    def four_eyes_satisfied(self, amount: float, approvals: Any, senior_approvals: int | None = None) -> bool:
+        """Whether the approvals meet the four-eyes rule; `approvals` is a count or (user, role) pairs."""
 
-    def redact_text(self, text: str, names: Iterable[str] = ()) -> str: ...
+    def redact_text(self, text: str, names: Iterable[str] = ()) -> str:
+        """`text` with personal data and the given `names` masked."""
 
 
 def leaning_threshold(policy: Any) -> float:

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 
 class Route(str, Enum):
+    """Where a decision sends a claim: auto-approve, human review, SIU referral or reject."""
+
     auto_approve = "auto_approve"
     human_review = "human_review"
     refer_siu = "refer_siu"

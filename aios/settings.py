@@ -19,6 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Profile(str, Enum):
+    """The deployment profile: embedded (SQLite under `.aios/`) or production (PostgreSQL)."""
+
     embedded = "embedded"
     production = "production"
 
@@ -46,42 +48,52 @@ class Settings(BaseSettings):
 
     @property
     def inbox_dir(self) -> Path:
+        """The file-drop inbox where claims files arrive."""
         return self.home / "inbox"
 
     @property
     def landing_dir(self) -> Path:
+        """Where landed inbox files go, one folder per day."""
         return self.home / "landing"
 
     @property
     def rejected_dir(self) -> Path:
+        """Where inbox files that cannot be landed are moved."""
         return self.home / "inbox-rejected"
 
     @property
     def documents_dir(self) -> Path:
+        """The claim document store."""
         return self.home / "documents"
 
     @property
     def data_dir(self) -> Path:
+        """Generated data: the claims history and the reference data."""
         return self.home / "data"
 
     @property
     def artifacts_dir(self) -> Path:
+        """Local artifacts: plots and Bayesian networks."""
         return self.home / "artifacts"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
+        """The MLflow artifact store."""
         return self.home / "mlartifacts"
 
     @property
     def dagster_home(self) -> Path:
+        """The Dagster instance directory (DAGSTER_HOME)."""
         return self.home / "dagster"
 
     @property
     def history_path(self) -> Path:
+        """The labelled claims history (parquet)."""
         return self.data_dir / "history.parquet"
 
     @property
     def policies_path(self) -> Path:
+        """The book of policies, the claims' reference data (parquet)."""
         return self.data_dir / "policies.parquet"
 
     @property

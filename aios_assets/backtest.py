@@ -75,6 +75,7 @@ def _floats(prefix: str, metrics: dict) -> dict[str, dg.MetadataValue]:
           description="The day's history claims' features, frozen as a content-addressed parquet snapshot.")
 def backtest_snapshot(context: dg.AssetExecutionContext, inbox: InboxResource,
                       registry: ModelRegistryResource) -> dg.Output[str]:
+    """The content hash of the day's frozen feature snapshot."""
     from aios.backtest import build_snapshot
     from models.features import feature_version
 
@@ -91,6 +92,7 @@ def backtest_snapshot(context: dg.AssetExecutionContext, inbox: InboxResource,
                       "by claim id; AUC, Brier, ECE, automation, fraud caught, false positives, expected loss.")
 def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, inbox: InboxResource,
                     registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
+    """Champion against challenger on the day's snapshot: metrics and reliability diagram."""
     from aios.backtest import run_partition
     from aios.backtest_report import markdown_table, reliability_plot
 
@@ -113,6 +115,7 @@ def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, i
                       "per-partition measures; the regression bounds checked.")
 def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
                      registry: ModelRegistryResource) -> dg.MaterializeResult:
+    """The backtest window pooled, with the regression-bounds check."""
     from aios.backtest import load_bounds
     from aios.backtest_report import markdown_table, partition_plot, reliability_plot, summary_frame
     from models.backtest import check_bounds, metrics_table
@@ -146,6 +149,7 @@ def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, in
                       "classifier-only routing at the same review budget.")
 def threshold_economics(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
                         registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
+    """Automation against expected cost over a grid of routing bands, and the recommended bands."""
     from aios.backtest_report import markdown_table, study_frames, threshold_plot
     from models.economics import check_bands_match_policy, load_costs, threshold_study
 
@@ -179,6 +183,7 @@ def threshold_economics(context: dg.AssetExecutionContext, config: WindowConfig,
 def slo_report(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, inbox: InboxResource,
                registry: ModelRegistryResource, policy: PolicyResource,
                stores: StoresResource) -> dg.MaterializeResult:
+    """The partition against its SLOs: decision latency, override-rate change, drifted share."""
     import time
 
     from aios.alarms import latest_drift_gate, review_outcomes

@@ -42,6 +42,7 @@ def _gate_condition() -> dg.AutomationCondition:
                       "and bus messages (bus sensors, landing store).")
 def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
                stores: StoresResource) -> dg.Output[pd.DataFrame]:
+    """The day's landed claim rows as submitted (inbox files and bus messages)."""
     from aios.audit import record_ingest
     from connectors.inbox import SUFFIXES, read_claims_file
     from connectors.landing import read_partition
@@ -74,6 +75,7 @@ def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
     check_specs=[DATA_QUALITY],
 )
 def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores: StoresResource):
+    """Validated and quarantined claims, and the data-quality check."""
     import sqlalchemy as sa
 
     from aios.audit import record_validation
@@ -106,6 +108,7 @@ def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"},
           description="The readable documents of each validated claim (text layer), from the document store.")
 def claim_documents(validated_claims: pd.DataFrame, documents: DocumentStoreResource) -> dg.Output[pd.DataFrame]:
+    """The readable documents of the day's validated claims."""
     docs = documents.store().fetch(validated_claims)
     refs = int(validated_claims["document_refs"].apply(len).sum()) if len(validated_claims) else 0
     return dg.Output(docs, metadata={"documents_read": len(docs), "documents_referenced": refs})
@@ -117,6 +120,7 @@ def claim_documents(validated_claims: pd.DataFrame, documents: DocumentStoreReso
 def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataFrame,
                    claim_documents: pd.DataFrame, drift_reference: pd.DataFrame, inbox: InboxResource,
                    stores: StoresResource):
+    """Model features per claim, and the drift check."""
     from aios.snapshots import save_snapshots
     from models.features import build_features, feature_version
 
@@ -137,6 +141,7 @@ def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataF
           description="Calibrated fraud score per claim from the MLflow @champion, with the version used.")
 def fraud_scores(context: dg.AssetExecutionContext, claim_features: pd.DataFrame,
                  registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
+    """Calibrated fraud score per claim from the MLflow @champion."""
     from models.decision import score_claims
 
     t0 = time.time_ns()
@@ -155,6 +160,7 @@ def fraud_scores(context: dg.AssetExecutionContext, claim_features: pd.DataFrame
           description="Exact posterior p_fraud with credible interval and value of information per claim.")
 def fraud_posteriors(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
                      registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
+    """Posterior p_fraud per claim with credible interval and value of information."""
     from aios.plots import histogram_plot
     from models.decision import posterior_claims
     from models.fusion import compile_network
@@ -175,6 +181,7 @@ def fraud_posteriors(context: dg.AssetExecutionContext, claim_features: pd.DataF
 def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
               fraud_posteriors: pd.DataFrame, validated_claims: pd.DataFrame, policy: PolicyResource,
               stores: StoresResource) -> dg.Output[pd.DataFrame]:
+    """The day's routed decisions, stored in the decision store."""
     from aios.audit import record_decisions, record_policy_in_force
     from aios.stores import save_decisions
     from models.decision import route_claims
@@ -208,6 +215,7 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
           description="Claims in the ambiguous band, opened as review cases with an SLA.")
 def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
                  stores: StoresResource) -> dg.MaterializeResult:
+    """Review cases opened for the day's ambiguous claims."""
     import sqlalchemy as sa
 
     from aios.stores import enqueue_reviews, review_cases
@@ -226,6 +234,7 @@ def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
                       "refused when the partition's data-quality or drift gate did not pass.")
 def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: PayoutResource,
             stores: StoresResource) -> dg.MaterializeResult:
+    """The day's auto-approved claims, paid once each; refused when a gate did not pass."""
     from aios.audit import record_payouts
     from connectors.payout import PayoutInstruction, PayoutRefused
 

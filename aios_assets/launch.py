@@ -66,6 +66,7 @@ def _save_cursor(instance: dg.DagsterInstance, cursor: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `train`, `ingest` or `partition <day>` and print the result; the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m aios_assets.launch")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train")

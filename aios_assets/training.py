@@ -26,6 +26,7 @@ def _training_data(inbox: InboxResource):
           description="Calibrated fraud classifier trained on labelled history, registered in MLflow as @champion.")
 def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource, registry: ModelRegistryResource,
                 stores: StoresResource) -> dg.MaterializeResult:
+    """The calibrated fraud classifier, registered in MLflow as @champion."""
     from sklearn.metrics import roc_auc_score
 
     from aios.plots import calibration_plot
@@ -71,6 +72,7 @@ def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource, registr
           description="Bayesian network fusing the champion's score band with rule signals; fit on the holdout.")
 def bayes_network(context: dg.AssetExecutionContext, inbox: InboxResource,
                   registry: ModelRegistryResource) -> dg.MaterializeResult:
+    """The Bayesian network fusing the champion's score band with rule signals."""
     from aios.plots import calibration_plot
     from models.bayes import evidence_frame, fit_network
     from models.calibration import expected_calibration_error, reliability_table
@@ -100,6 +102,7 @@ def bayes_network(context: dg.AssetExecutionContext, inbox: InboxResource,
 @dg.asset(group_name="training", kinds={"pandas"},
           description="A sample of training-time claim features: the reference the drift check compares against.")
 def drift_reference(inbox: InboxResource) -> dg.Output[pd.DataFrame]:
+    """A sample of training features: the drift check's reference."""
     data = _training_data(inbox)
     ref = data.X_train.sample(min(DRIFT_REFERENCE_ROWS, len(data.X_train)), random_state=0)
     return dg.Output(ref, metadata={"rows": len(ref), "window": f"{data.window[0]} .. {data.window[1]}"})

@@ -24,6 +24,7 @@ class StoresResource(dg.ConfigurableResource):
     database_url: str
 
     def engine(self) -> sa.Engine:
+        """The platform database's engine, with its tables created."""
         engine = get_engine(self.database_url)
         create_tables(engine)
         return engine
@@ -36,9 +37,11 @@ class InboxResource(dg.ConfigurableResource):
 
     @property
     def settings(self) -> Settings:
+        """Settings rooted at this resource's `home`."""
         return Settings(home=Path(self.home))
 
     def landing_dir(self, partition: str) -> Path:
+        """The landing directory for one day's files."""
         return self.settings.landing_dir / partition
 
     def policies(self) -> pd.DataFrame:
@@ -55,6 +58,7 @@ class DocumentStoreResource(dg.ConfigurableResource):
     home: str
 
     def store(self):
+        """The document store under `home/documents`."""
         from connectors.documents import DocumentStore
 
         return DocumentStore(Path(self.home) / "documents")
@@ -70,13 +74,16 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
     @property
     def artifact_root(self) -> Path:
+        """The MLflow artifact root."""
         return Path(self.home) / "mlartifacts"
 
     @property
     def network_dir(self) -> Path:
+        """Where the Bayesian networks are saved."""
         return Path(self.home) / "artifacts" / "bayes"
 
     def load_champion(self) -> tuple[Any, str]:
+        """The model under `model_name@alias` and its registry version."""
         from models.registry import load_by_alias
 
         try:
@@ -86,6 +93,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
         return model, ref.version
 
     def current_network(self):
+        """The current Bayesian network; fails when none was trained."""
         from models.bayes import FraudNetwork
 
         path = self.network_dir / "current.json"
@@ -100,6 +108,7 @@ class PolicyResource(dg.ConfigurableResource):
     policy_path: str = ""
 
     def load(self):
+        """The policy set from `policy_path`, else the default policies."""
         from governance.policy import load_policy_set
 
         return load_policy_set(Path(self.policy_path) if self.policy_path else None)
@@ -111,6 +120,7 @@ class PayoutResource(dg.ConfigurableResource):
     database_url: str
 
     def connector(self):
+        """A payout connector that requires the data-quality and drift gates."""
         from connectors.payout import PayoutConnector
 
         return PayoutConnector(get_engine(self.database_url), required_gates=GATES)

@@ -23,6 +23,7 @@ class InboxFile:
 
     @property
     def fingerprint(self) -> str:
+        """`name:size:mtime_ns`, what identifies the file in the sensor cursor."""
         st = self.path.stat()
         return f"{self.path.name}:{st.st_size}:{st.st_mtime_ns}"
 

@@ -106,6 +106,7 @@ class LandingResult:
 
     @property
     def empty(self) -> bool:
+        """True when the landing had no messages."""
         return self.messages == 0
 
 

@@ -46,6 +46,7 @@ class PayoutInstruction:
 
     @property
     def idempotency_key(self) -> str:
+        """The key that makes paying this claim happen at most once."""
         return f"payout:{self.claim_id}"
 
 

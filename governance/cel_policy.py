@@ -243,6 +243,8 @@ def same_value(got: Any, expect: Any) -> bool:
 
 @dataclass(frozen=True)
 class Case:
+    """One case of a rule: a CEL `when` condition and the `then` value it returns."""
+
     name: str
     when: str
     then: Any
@@ -285,6 +287,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class TableRow:
+    """One row of a policy's table test: a rule's inputs and the expected outcome."""
+
     rule: str
     inputs: Mapping[str, Any]
     expect: Any
@@ -330,6 +334,7 @@ class Policy:
 
     @property
     def label(self) -> str:
+        """`policy_id@version`."""
         return f"{self.policy_id}@{self.version}"
 
     def __repr__(self) -> str:
@@ -345,6 +350,7 @@ class Policy:
         return ctx
 
     def where(self, rule: str) -> str:
+        """`path:line: label rule 'name'`, where a rule is defined, for error messages."""
         r = self.rules.get(rule)
         return f"{self.path}:{r.line if r else 0}: {self.label} rule '{rule}'"
 

@@ -202,6 +202,7 @@ def format_ts(ts: datetime | date | str) -> str:
 
 
 def utc_now() -> str:
+    """The current UTC time in the ledger's timestamp format."""
     return datetime.now(timezone.utc).strftime(TS_FORMAT)
 
 
@@ -211,6 +212,8 @@ def utc_now() -> str:
 
 @dataclass(frozen=True)
 class LedgerRow:
+    """One row of the audit ledger as stored; payload and versions are JSON text."""
+
     seq: int
     at: str
     actor: str
@@ -225,13 +228,16 @@ class LedgerRow:
 
     @property
     def payload_obj(self) -> Any:
+        """The payload, parsed."""
         return json.loads(self.payload)
 
     @property
     def versions_obj(self) -> Any:
+        """The versions, parsed."""
         return json.loads(self.versions)
 
     def to_dict(self, parsed: bool = True) -> dict[str, Any]:
+        """The row as a dict; with `parsed`, payload and versions as objects instead of JSON text."""
         d = dataclasses.asdict(self)
         if parsed:
             d["payload"], d["versions"] = self.payload_obj, self.versions_obj
@@ -240,6 +246,8 @@ class LedgerRow:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """The outcome of a chain verification: truthy when intact, else the first broken seq and why."""
+
     ok: bool
     checked: int
     first_broken_seq: int | None = None
@@ -264,10 +272,12 @@ class ChainChecker:
         self.checked = 0
 
     def broken(self, seq: int | None, reason: str) -> VerifyResult:
+        """A failed VerifyResult at `seq` for `reason`."""
         return VerifyResult(ok=False, checked=self.checked, first_broken_seq=seq, reason=reason,
                             head_seq=self.expected - 1, head_hash=self.prev)
 
     def check(self, row: Mapping[str, Any]) -> VerifyResult | None:
+        """None when the row extends the chain, else a broken VerifyResult."""
         seq = row["seq"]
         if not isinstance(seq, int) or isinstance(seq, bool):
             return self.broken(self.expected, f"seq {seq!r} is not an integer")
@@ -287,6 +297,7 @@ class ChainChecker:
         return None
 
     def result(self) -> VerifyResult:
+        """The passing VerifyResult of every row checked so far."""
         return VerifyResult(ok=True, checked=self.checked, head_seq=self.expected - 1, head_hash=self.prev)
 
 
@@ -537,6 +548,7 @@ class AuditLedger:
         return (h.seq, h.hash) if h else (0, GENESIS_HASH)
 
     def count(self) -> int:
+        """The number of rows in the ledger."""
         with self._snapshot() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(audit_ledger)).scalar_one()
 
@@ -583,6 +595,7 @@ class AuditLedger:
         return checker.result()
 
     def rows(self, claim_id: str | None = None) -> list[LedgerRow]:
+        """The ledger's rows in seq order; only one claim's with `claim_id`."""
         stmt = sa.select(audit_ledger).order_by(audit_ledger.c.seq)
         if claim_id is not None:
             stmt = stmt.where(audit_ledger.c.claim_id == str(claim_id))

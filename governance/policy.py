@@ -245,6 +245,7 @@ class PolicySet:
     # identity --------------------------------------------------------------------------------
     @property
     def label(self) -> str:
+        """`policy_id@version` of the set."""
         return f"{self.policy_id}@{self.version}"
 
     @property
@@ -294,9 +295,11 @@ class PolicySet:
     # four eyes and payouts ---------------------------------------------------------------------
     @property
     def four_eyes_amount(self) -> float:
+        """The amount above which a payout needs four eyes (FOUR_EYES_AMOUNT)."""
         return float(self.policies["four_eyes"].constants["FOUR_EYES_AMOUNT"])
 
     def needs_four_eyes(self, amount: float) -> bool:
+        """Whether a claim of this amount needs four eyes (a second approval)."""
         return bool(self.policies["four_eyes"].evaluate("required", amount=float(amount)))
 
     def four_eyes_satisfied(self, amount: float, approvals: Any, senior_approvals: int | None = None) -> bool:
@@ -319,24 +322,30 @@ class PolicySet:
     # who may do what ---------------------------------------------------------------------------
     @property
     def roles(self) -> tuple[str, ...]:
+        """The roles the rbac policy knows."""
         return tuple(self.policies["rbac"].constants["ROLES"])
 
     @property
     def actions(self) -> tuple[str, ...]:
+        """The actions the rbac policy knows."""
         return tuple(self.policies["rbac"].constants["ACTIONS"])
 
     def is_allowed(self, role: str, action: str) -> bool:
+        """Whether `role` may do `action` (rbac policy)."""
         return self._cached("rbac", "is_allowed", str(role), str(action))
 
     # PII -----------------------------------------------------------------------------------------
     @property
     def pii_fields(self) -> frozenset[str]:
+        """The fields the pii policy treats as personal data."""
         return frozenset(self.policies["pii"].constants["PII_FIELDS"])
 
     def may_see(self, role: str, field: str) -> bool:
+        """Whether `role` may see `field` unmasked (pii policy)."""
         return self._cached("pii", "may_see", str(role), str(field))
 
     def sees_all_pii(self, role: str) -> bool:
+        """Whether `role` may see every PII field unmasked."""
         return all(self.may_see(role, f) for f in self.pii_fields)
 
     def redact(self, record: Mapping[str, Any], role: str, names: Iterable[str] = ()) -> dict[str, Any]:
@@ -512,6 +521,8 @@ def run_policy_tables(policy_set: PolicySet) -> list[TableFailure]:
 
 @dataclass(frozen=True)
 class ReloadResult:
+    """The outcome of a reload: truthy when the new set loaded; `policy_set` is the one in force."""
+
     ok: bool
     policy_set: PolicySet  # the set in force after the attempt
     error: PolicyError | None = None
@@ -559,9 +570,11 @@ class PolicyStore:
 
     @property
     def current(self) -> PolicySet:
+        """The policy set in force."""
         return self._current
 
     def reload(self, path: Path | None = None) -> ReloadResult:
+        """Reload (from `path` if given); the new set is swapped in only when it loads and its tables pass."""
         with self._lock:
             old = self._current
             result = reload_policy_set(old, path or self._path or old.path, run_tables=self._run_tables)

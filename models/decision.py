@@ -44,6 +44,7 @@ class DecisionModels:
 
     @property
     def versions(self) -> dict[str, str]:
+        """The pinned versions a decision records: classifier, Bayesian network, policy, features."""
         return {
             "classifier": f"{self.classifier_name}/{self.classifier_version}",
             "bayes_net": self.network.version,

@@ -24,17 +24,23 @@ class _Strict(BaseModel):
 
 
 class LatencySlo(_Strict):
+    """The p95 latency bound of one decision, measured on a probe of claims."""
+
     p95_ms_max: float = Field(gt=0)
     probe_claims: int = Field(ge=1)
 
 
 class OverrideSlo(_Strict):
+    """The allowed change of the human override rate against its baseline of recent partitions."""
+
     max_change: float = Field(gt=0, le=1)
     baseline_partitions: int = Field(ge=1)
     min_reviews: int = Field(ge=1)
 
 
 class DriftSlo(_Strict):
+    """The largest share of drifted feature columns a partition may have."""
+
     share_max: float = Field(gt=0, le=1)
 
 

@@ -25,6 +25,7 @@ def _cursor(raw: str | None) -> dict:
            description="Raises an alarm (log, alarm row, slo_job run) when a partition's features drift or its "
                        "human override rate moves more than config/slo.yaml allows.")
 def alarm_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
+    """One slo_job run per new drift or override-rate breach of a partition; else a SkipReason."""
     from aios.alarms import drift_gates_after, record_alarm, review_outcomes
     from models.slo import drift_alarm, load_slo, override_alarm, override_change, override_counts
 

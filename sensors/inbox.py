@@ -51,6 +51,7 @@ def collect_inbox(settings: Settings, seen: list[str]) -> InboxTick:
 @dg.sensor(job_name="claims_job", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Lands new claims files from the inbox and requests one run per day they belong to.")
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> dg.SensorResult:
+    """Lands new inbox files and requests one claims_job run per day they belong to."""
     seen = json.loads(context.cursor) if context.cursor else []
     tick = collect_inbox(inbox.settings, seen)
     requests = [

@@ -10,6 +10,7 @@ target_metadata = all_tables()
 
 
 def run_migrations_offline() -> None:
+    """Emit the migrations as SQL for the configured URL, without connecting."""
     context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
                       literal_binds=True, version_table=VERSION_TABLE)
     with context.begin_transaction():
@@ -17,6 +18,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    """Apply the migrations over a connection to the configured URL."""
     engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, version_table=VERSION_TABLE,

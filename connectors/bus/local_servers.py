@@ -79,13 +79,16 @@ class LocalServer:
 
     @property
     def started_here(self) -> bool:
+        """True when this process started the server."""
         return self.proc is not None
 
     @property
     def address(self) -> str:
+        """The server's `host:port`."""
         return f"{self.host}:{self.port}"
 
     def log_tail(self, n: int = 20) -> str:
+        """The last `n` lines of the server's log ("" when there is none)."""
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -126,6 +129,7 @@ class LocalServer:
             raise ServerUnavailable(f"{self.name} did not listen on {self.address} within {timeout_s:.0f}s:\n{tail}")
 
     def restart(self, timeout_s: float = 30.0) -> None:
+        """Stop and start again a server this process owns."""
         self.stop()
         self.start(timeout_s)
 

@@ -153,10 +153,12 @@ class NatsBus(EventBus):
 
     @property
     def source(self) -> str:
+        """`nats:<stream>/<durable>`, the landing store's `source`."""
         return f"nats:{self.stream}/{self.durable}"
 
     # -- management -------------------------------------------------------------------
     def ensure(self) -> None:
+        """Create the stream and the durable consumer if missing (updating a stale consumer config). Idempotent."""
         self._run(self._ensure(), self.timeout_s * 3)
 
     async def _ensure(self) -> None:
@@ -220,6 +222,7 @@ class NatsBus(EventBus):
 
     # -- publish ----------------------------------------------------------------------
     def publish(self, data: bytes, attributes: dict[str, str] | None = None, message_id: str | None = None) -> str:
+        """Publish one message and wait for its PubAck; return its message id (the Nats-Msg-Id)."""
         headers = dict(attributes or {})
         headers[MSG_ID_HEADER] = message_id or uuid.uuid4().hex
         self._run(self._publish_retrying(bytes(data), headers), self.timeout_s * 4)
@@ -241,6 +244,7 @@ class NatsBus(EventBus):
         raise last
 
     def publish_many(self, items: Iterable[bytes]) -> int:
+        """Publish many payloads in windows; return how many the stream accepted."""
         payloads = [bytes(d) for d in items]
         budget = self.timeout_s * 4 + len(payloads) / 2000.0
         return self._run(self._publish_many(payloads), budget)
@@ -264,6 +268,7 @@ class NatsBus(EventBus):
 
     # -- consume ----------------------------------------------------------------------
     def pull(self, max_messages: int, timeout_s: float) -> list[BusMessage]:
+        """Up to max_messages messages from the durable consumer, within timeout_s."""
         if max_messages <= 0:
             return []
         return self._run(self._pull(max_messages, max(timeout_s, 0.0)), timeout_s + 5.0)
@@ -355,6 +360,7 @@ class NatsBus(EventBus):
         return BusMessage(message_id=mid, data=bytes(m.data), attributes=headers, ack_token=m)
 
     def ack(self, messages: Sequence[BusMessage]) -> None:
+        """Acknowledge delivered messages so they are not redelivered."""
         if messages:
             self._run(self._ack(messages), self.timeout_s * 2)
 
@@ -367,6 +373,7 @@ class NatsBus(EventBus):
         await self._nc.flush(timeout=self.timeout_s)  # acks are on the wire before we return
 
     def close(self) -> None:
+        """Close the connection and stop the bus's event loop."""
         if self._closed:
             return
         try:

@@ -76,9 +76,11 @@ class PubSubBus(EventBus):
 
     @property
     def source(self) -> str:
+        """`pubsub:<project>/<subscription>`, the landing store's `source`."""
         return f"pubsub:{self.project}/{self.subscription}"
 
     def ensure(self) -> None:
+        """Create the topic and subscription if missing. Idempotent."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -100,12 +102,14 @@ class PubSubBus(EventBus):
             pass
 
     def publish(self, data: bytes, attributes: dict[str, str] | None = None, message_id: str | None = None) -> str:
+        """Publish one message and wait for the broker to accept it; return its message id."""
         attrs = dict(attributes or {})
         if message_id is not None:
             attrs[CALLER_ID_ATTRIBUTE] = message_id
         return self._publisher.publish(self.topic_path, bytes(data), **attrs).result(timeout=self.publish_timeout_s)
 
     def publish_many(self, items: Iterable[bytes]) -> int:
+        """Publish many payloads in batches; return how many the broker accepted."""
         pending = [self._publisher.publish(self.topic_path, bytes(d)) for d in items]
         done, not_done = cf.wait(pending, timeout=self.publish_timeout_s)
         if not_done:
@@ -116,6 +120,7 @@ class PubSubBus(EventBus):
         return len(done)
 
     def pull(self, max_messages: int, timeout_s: float) -> list[BusMessage]:
+        """Up to max_messages messages, pulled until there are that many or timeout_s is up."""
         from google.api_core import exceptions as gexc
 
         if max_messages <= 0:
@@ -154,6 +159,7 @@ class PubSubBus(EventBus):
         return out
 
     def ack(self, messages: Sequence[BusMessage]) -> None:
+        """Acknowledge delivered messages so they are not redelivered."""
         ack_ids = [m.ack_token for m in messages if m.ack_token]
         for i in range(0, len(ack_ids), _ACK_CHUNK):
             self._subscriber.acknowledge(
@@ -173,6 +179,7 @@ class PubSubBus(EventBus):
                 pass
 
     def close(self) -> None:
+        """Stop the publisher (flushing pending batches) and release the clients."""
         if self._closed:
             return
         self._closed = True
