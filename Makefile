@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | sha1sum | cut -c1-12)
 UV_VERSION := 0.13.9
 
 export OMP_NUM_THREADS ?= 1
@@ -15,11 +15,12 @@ export DAGSTER_HOME ?= $(CURDIR)/.aios/dagster
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+# uv is bootstrapped into the venv with pip once; `uv sync --locked` then installs exactly uv.lock
+# (the project editable, the dev group included) and refuses a lock that is out of date.
+$(STAMP): uv.lock pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync --python $(BIN)/python -q requirements.lock
-	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --python $(BIN)/python -q
 	@rm -f $(VENV)/.installed-*; touch $@
 
 dagster-home:
@@ -52,7 +53,7 @@ backtest: install dagster-home
 	$(BIN)/aios backtest $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(BACKTEST_ARGS)
 
 lock:
-	$(BIN)/uv pip compile requirements.in -o requirements.lock --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+	$(BIN)/uv lock
 
 clean:
 	rm -rf .aios
