@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 from connectors.gates import gate_evaluations
 from models.slo import Alarm
 
@@ -25,7 +25,7 @@ alarms_table = sa.Table(
 
 def record_alarm(engine: sa.Engine, alarm: Alarm) -> bool:
     """Store `alarm` unless an alarm with its key exists; True when it is new."""
-    metadata.create_all(engine, tables=[alarms_table])
+    ensure_tables(engine, alarms_table)
     value = None if pd.isna(alarm.value) else float(alarm.value)
     with engine.begin() as conn:
         exists = conn.execute(sa.select(alarms_table.c.id).where(alarms_table.c.key == alarm.key)).first()
@@ -39,14 +39,14 @@ def record_alarm(engine: sa.Engine, alarm: Alarm) -> bool:
 
 def read_alarms(engine: sa.Engine) -> pd.DataFrame:
     """Every recorded alarm, oldest first."""
-    metadata.create_all(engine, tables=[alarms_table])
+    ensure_tables(engine, alarms_table)
     with engine.connect() as conn:
         return pd.read_sql(sa.select(alarms_table).order_by(alarms_table.c.id), conn)
 
 
 def drift_gates_after(engine: sa.Engine, after_id: int) -> pd.DataFrame:
     """Drift gate evaluations recorded after row `after_id` (id, partition, passed, detail), oldest first."""
-    metadata.create_all(engine, tables=[gate_evaluations])
+    ensure_tables(engine, gate_evaluations)
     g = gate_evaluations.c
     with engine.connect() as conn:
         return pd.read_sql(sa.select(g.id, g.partition, g.passed, g.detail)
@@ -64,7 +64,7 @@ def review_outcomes(engine: sa.Engine) -> pd.DataFrame:
     """Final review decisions (partition, decision, leaning; both `approve`/`reject`) from the review store."""
     from aios.reviews import APPROVED, REJECTED, review_actions
 
-    metadata.create_all(engine, tables=[review_actions])
+    ensure_tables(engine, review_actions)
     a = review_actions.c
     with engine.connect() as conn:
         rows = pd.read_sql(sa.select(a.partition, a.outcome, a.model_leaning)

@@ -5,11 +5,13 @@ The same table code runs on SQLite (embedded) and PostgreSQL (production).
 
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+_created: weakref.WeakKeyDictionary[sa.Engine, set[str]] = weakref.WeakKeyDictionary()
 
 
 @lru_cache(maxsize=16)
@@ -29,6 +31,14 @@ def get_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def create_tables(engine: sa.Engine) -> None:
-    """Create every registered table that does not exist yet."""
-    metadata.create_all(engine)
+def ensure_tables(engine: sa.Engine, *tables: sa.Table) -> None:
+    """Create `tables` (every registered table when none are given) where missing.
+
+    Each table is checked at most once per engine and process: stores call this on every write,
+    and a `CREATE TABLE IF NOT EXISTS` round per call would sit on the hot path.
+    """
+    done = _created.setdefault(engine, set())
+    todo = [t for t in (tables or metadata.sorted_tables) if t.name not in done]
+    if todo:
+        metadata.create_all(engine, tables=todo)
+        done.update(t.name for t in todo)

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 from aios.stores import decisions_table, review_cases
 
 WAITING = "open"
@@ -190,7 +190,7 @@ def parse_ts(s: str | None) -> datetime | None:
 
 def ensure_review_tables(engine: sa.Engine) -> None:
     """Create the review tables (and the queue and decision tables they read) if missing."""
-    metadata.create_all(engine, tables=list(TABLES))
+    ensure_tables(engine, *TABLES)
 
 
 # ---------------------------------------------------------------------------------------------

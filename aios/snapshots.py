@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 from models.decision import canonical_json, snapshot_hash, snapshot_records
 
 feature_snapshots = sa.Table(
@@ -23,7 +23,7 @@ feature_snapshots = sa.Table(
 
 def save_snapshots(engine: sa.Engine, features: pd.DataFrame, feature_version: str) -> list[str]:
     """Store each feature row under its hash (a snapshot stored before is left as it is); returns the hashes."""
-    metadata.create_all(engine, tables=[feature_snapshots])
+    ensure_tables(engine, feature_snapshots)
     records = snapshot_records(features)
     rows = {}
     for rec in records:
@@ -47,7 +47,7 @@ def load_snapshots(engine: sa.Engine, hashes: list[str]) -> pd.DataFrame:
 
     Raises LookupError naming a missing hash and ValueError naming one whose content does not hash to it.
     """
-    metadata.create_all(engine, tables=[feature_snapshots])
+    ensure_tables(engine, feature_snapshots)
     found: dict[str, dict] = {}
     with engine.connect() as conn:
         for i in range(0, len(hashes), 500):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 
 decisions_table = sa.Table(
     "decisions", metadata,
@@ -62,7 +62,7 @@ def _now() -> str:
 
 def _replace_partition(engine: sa.Engine, table: sa.Table, partition: str, rows: list[dict]) -> None:
     """Re-materializing a partition replaces its rows: the store holds the latest computation."""
-    metadata.create_all(engine, tables=[table])
+    ensure_tables(engine, table)
     with engine.begin() as conn:
         conn.execute(table.delete().where(table.c.partition == partition))
         if rows:
@@ -93,7 +93,7 @@ def enqueue_reviews(engine: sa.Engine, partition: str, decisions: pd.DataFrame) 
 
     Cases already open or decided are left as they are: a re-run never reopens a reviewed claim.
     """
-    metadata.create_all(engine, tables=[review_cases])
+    ensure_tables(engine, review_cases)
     todo = decisions[decisions["route"] == "human_review"]
     now = datetime.now(timezone.utc)
     new = 0
@@ -116,7 +116,7 @@ def enqueue_reviews(engine: sa.Engine, partition: str, decisions: pd.DataFrame) 
 
 def read_table(engine: sa.Engine, table: sa.Table, partition: str | None = None) -> pd.DataFrame:
     """A store's rows as a DataFrame, optionally for one partition."""
-    metadata.create_all(engine, tables=[table])
+    ensure_tables(engine, table)
     q = sa.select(table)
     if partition is not None:
         q = q.where(table.c.partition == partition)

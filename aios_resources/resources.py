@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import create_tables, get_engine
+from aios.db import ensure_tables, get_engine
 from aios.settings import Settings, export_resource_env
 
 GATES = ("data_quality", "drift")
@@ -26,7 +26,7 @@ class StoresResource(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         """The platform database's engine, with its tables created."""
         engine = get_engine(self.database_url)
-        create_tables(engine)
+        ensure_tables(engine)
         return engine
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 
 gate_evaluations = sa.Table(
     "gate_evaluations", metadata,
@@ -25,7 +25,7 @@ gate_evaluations = sa.Table(
 
 def record_gate(engine: sa.Engine, partition: str, gate: str, passed: bool, detail: str) -> None:
     """Append a gate verdict (the latest one per partition and gate is in force)."""
-    metadata.create_all(engine, tables=[gate_evaluations])
+    ensure_tables(engine, gate_evaluations)
     with engine.begin() as conn:
         conn.execute(gate_evaluations.insert().values(
             partition=partition, gate=gate, passed=passed, detail=detail,
@@ -34,7 +34,7 @@ def record_gate(engine: sa.Engine, partition: str, gate: str, passed: bool, deta
 
 def latest_gates(engine: sa.Engine, partition: str) -> dict[str, tuple[bool, str]]:
     """The latest verdict of each gate of a partition: gate → (passed, detail)."""
-    metadata.create_all(engine, tables=[gate_evaluations])
+    ensure_tables(engine, gate_evaluations)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(gate_evaluations).where(gate_evaluations.c.partition == partition)
                             .order_by(gate_evaluations.c.id)).all()

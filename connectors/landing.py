@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 from aios.schemas import Claim, describe_validation_error
 from connectors.bus.base import BusMessage
 
@@ -90,7 +89,6 @@ LANDING_TABLES = (landing_batches, landed_claims, dead_letters)
 CLAIM_COLUMNS: tuple[str, ...] = tuple(Claim.model_fields)
 _CHUNK = 500  # rows per multi-row INSERT (stays under SQLite's bound-parameter limit)
 MAX_ID_CHARS = 512  # longer ids are refused (dead-lettered): unique btree entries have a size cap
-_ready_engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -111,11 +109,8 @@ class LandingResult:
 
 
 def ensure_landing_tables(engine: sa.Engine) -> None:
-    """Create the landing tables if missing (once per engine; migrations will own this in production)."""
-    if engine in _ready_engines:
-        return
-    metadata.create_all(engine, tables=list(LANDING_TABLES))
-    _ready_engines.add(engine)
+    """Create the landing tables if missing (once per engine; migrations own them in production)."""
+    ensure_tables(engine, *LANDING_TABLES)
 
 
 def batch_id_for(source: str, message_ids: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from aios.db import metadata
+from aios.db import ensure_tables, metadata
 from connectors.gates import gate_failures
 
 payouts_table = sa.Table(
@@ -66,7 +66,7 @@ class PayoutConnector:
     def __init__(self, engine: sa.Engine, required_gates: tuple[str, ...] = ()) -> None:
         self.engine = engine
         self.required_gates = required_gates
-        metadata.create_all(engine, tables=[payouts_table])
+        ensure_tables(engine, payouts_table)
 
     def pay(self, partition: str, instructions: list[PayoutInstruction]) -> PayoutReport:
         """Pay each instruction once; refuse the whole call when a required gate of `partition` has not passed."""

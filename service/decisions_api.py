@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from aios.audit import ledger as audit_ledger
 from aios.audit import record_decisions
-from aios.db import create_tables, get_engine
+from aios.db import ensure_tables, get_engine
 from aios.schemas import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Route
 from aios.settings import Settings
 from aios.snapshots import save_snapshots
@@ -272,7 +272,7 @@ class DecisionService:
         self.pins = pins
         self.metrics = metrics
         self.engine = get_engine(settings.db_url)
-        create_tables(self.engine)
+        ensure_tables(self.engine)
         self.ledger = audit_ledger(self.engine)
         self.documents = DocumentStore(settings.documents_dir)
         self.batcher: MicroBatcher[ClaimIn, list[dict[str, Any]]] = MicroBatcher(self._decide_jobs,

@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from aios import reviews
-from aios.db import create_tables, get_engine
+from aios.db import ensure_tables, get_engine
 from aios.settings import Settings
 from aios.stores import enqueue_reviews, review_cases, save_decisions
 from connectors.gates import record_gate
@@ -78,6 +78,6 @@ def make_env(home: Path) -> ReviewEnv:
     settings = Settings(home=home)
     settings.ensure_dirs()
     engine = get_engine(settings.db_url)
-    create_tables(engine)
+    ensure_tables(engine)
     reviews.ensure_review_tables(engine)
     return ReviewEnv(settings=settings, engine=engine, policy=load_policy_set())

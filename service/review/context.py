@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aios.db import create_tables, get_engine
+from aios.db import ensure_tables, get_engine
 from aios.reviews import ensure_review_tables, leaning_threshold
 from aios.settings import Settings
 from connectors.documents import DocumentStore
@@ -41,7 +41,7 @@ class ReviewContext:
     def build(cls, settings: Settings) -> ReviewContext:
         """Connect to the settings' stores (creating missing tables) and load the policy set in force."""
         engine = get_engine(settings.db_url)
-        create_tables(engine)
+        ensure_tables(engine)
         ensure_review_tables(engine)
         policy = load_policy_set()
         return cls(settings=settings, engine=engine, policy=policy, ledger=AuditLedger(engine),
