@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import create_tables, get_engine
+from aios.db import ensure_tables, get_engine
 from aios.settings import Settings
 from aios.stores import decisions_table, quarantine_table
 from connectors.gates import latest_gates
 from connectors.inbox import SUFFIXES, read_claims_file
+from connectors.landing import landed_claims
 from connectors.payout import payouts_table
 
 SUMMARY_KEYS = ("claims_in", "quarantined", "auto_approve", "human_review", "refer_siu", "paid",
@@ -22,11 +23,14 @@ SUMMARY_KEYS = ("claims_in", "quarantined", "auto_approve", "human_review", "ref
 def partition_summary(settings: Settings, partition: str) -> dict:
     """Counts for a partition: rows landed, quarantined, per route, paid; drift verdict; versions in force."""
     engine = get_engine(settings.db_url)
-    create_tables(engine)
+    ensure_tables(engine)
     folder = settings.landing_dir / partition
     claims_in = sum(len(read_claims_file(p)) for p in sorted(folder.glob("*")) if p.suffix in SUFFIXES) \
         if folder.exists() else 0
     with engine.connect() as conn:
+        # claims that came by bus are in the landing store, not in files
+        claims_in += conn.execute(sa.select(sa.func.count()).select_from(landed_claims)
+                                  .where(landed_claims.c.partition == partition)).scalar_one()
         quarantined = conn.execute(sa.select(sa.func.count()).select_from(quarantine_table)
                                    .where(quarantine_table.c.partition == partition)).scalar_one()
         routes = dict(conn.execute(sa.select(decisions_table.c.route, sa.func.count())

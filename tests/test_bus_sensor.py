@@ -70,6 +70,12 @@ def test_published_claims_are_landed_once_and_decided_per_day(kind, day, request
     decided = read_table(engine, decisions_table, day)
     quarantined = read_table(engine, quarantine_table, day)
     assert len(decided) + len(quarantined) == landed
+    from aios.summary import partition_summary
+
+    summary = partition_summary(settings, day)  # a bus-only day: claims_in comes from the landing store
+    assert summary["claims_in"] == landed
+    assert summary["claims_in"] == summary["quarantined"] + summary["auto_approve"] + summary["human_review"] \
+        + summary["refer_siu"]
     # nothing new on the next tick
     again = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
     assert not again.run_requests
