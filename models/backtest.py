@@ -85,14 +85,10 @@ def join_labels(decisions: pd.DataFrame, labels: pd.DataFrame, as_of: str | None
 
 
 def _auc(p: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve (probability a random fraud outranks a random honest claim; ties count half)."""
-    pos, neg = p[y == 1], p[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    from scipy.stats import rankdata
+    """ROC AUC, NaN when the partition holds only one class."""
+    from sklearn.metrics import roc_auc_score
 
-    ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    return float(roc_auc_score(y, p)) if 0 < int(np.sum(y == 1)) < len(y) else float("nan")
 
 
 def partition_metrics(scored: pd.DataFrame, ece_bins: int = 10) -> dict[str, float]:

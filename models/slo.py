@@ -82,8 +82,9 @@ class Alarm:
 
     @property
     def key(self) -> str:
-        """Identity of the alarm: the same breach seen twice is one alarm."""
-        return f"{self.kind}:{self.partition}:{self.value:.4f}"
+        """Identity of the alarm: one per objective and partition, so a breach whose value keeps moving
+        (an override rate with every new review) is still one alarm and one run."""
+        return f"{self.kind}:{self.partition}"
 
 
 # --------------------------------------------------------------------------------------------- latency

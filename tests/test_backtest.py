@@ -142,7 +142,7 @@ def test_classifier_only_routing_escalates_the_same_budget_sharing_ties_at_the_m
     assert cmp.false_positive_change == pytest.approx(-0.5)
 
 
-def test_override_alarm_fires_when_the_override_rate_moves_more_than_the_configured_share():
+def test_override_alarm_fires_when_the_override_rate_moves_more_than_the_configured_share(tmp_path):
     slo = load_slo()
     rows = []
     for day in range(1, 9):
@@ -158,6 +158,17 @@ def test_override_alarm_fires_when_the_override_rate_moves_more_than_the_configu
     assert moved.baseline == pytest.approx(0.1) and moved.baseline_partitions == slo.override_rate.baseline_partitions
     alarm = override_alarm(moved, slo)
     assert alarm is not None and alarm.partition == "2026-10-08" and alarm.value == pytest.approx(0.4)
+    # one more override on the breached day moves the rate but is the same breach: one alarm, stored once
+    rows.append({"partition": "2026-10-08", "decision": "reject", "leaning": "approve"})
+    again = override_alarm(override_change(override_counts(pd.DataFrame(rows)), "2026-10-08", slo), slo)
+    assert again.value != alarm.value and again.key == alarm.key
+    from aios.alarms import read_alarms, record_alarm
+    from aios.db import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'alarms.db'}")
+    assert record_alarm(engine, alarm) is True
+    assert record_alarm(engine, again) is False
+    assert len(read_alarms(engine)) == 1
 
 
 def test_drift_alarm_fires_on_an_injected_shift_and_stays_quiet_on_a_clean_batch(tmp_path):
