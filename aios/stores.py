@@ -98,8 +98,10 @@ def enqueue_reviews(engine: sa.Engine, partition: str, decisions: pd.DataFrame) 
     now = datetime.now(timezone.utc)
     new = 0
     with engine.begin() as conn:
+        # by claim id, not partition: a claim re-submitted on another day keeps its one case
+        ids = list(todo["claim_id"])
         existing = set(conn.execute(sa.select(review_cases.c.claim_id).where(
-            review_cases.c.partition == partition)).scalars())
+            review_cases.c.claim_id.in_(ids))).scalars()) if ids else set()
         rows = []
         for r in todo.to_dict("records"):
             if r["claim_id"] in existing:

@@ -16,6 +16,8 @@ import json
 
 import dagster as dg
 
+from aios_assets.partitions import daily_partitions
+
 from aios_resources import StoresResource
 
 MAX_ACTIONS_PER_TICK = 10_000
@@ -33,7 +35,10 @@ def review_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -
     last = int(json.loads(context.cursor).get("last_action_id", 0)) if context.cursor else 0
     actions = actions_since(engine, last, limit=MAX_ACTIONS_PER_TICK)
     touched = {partition for _, partition in actions}
-    pending = approved_partitions(engine)
+    # Only days of the daily partitions can be paid by review_payouts_job (it needs their gates); cases the
+    # sync API opened in its own `api-…` partitions wait (unpaid, visible in the UI) instead of failing the tick.
+    pending = {p: n for p, n in approved_partitions(engine).items() if daily_partitions.has_partition_key(p)}
+    touched = {p for p in touched if daily_partitions.has_partition_key(p)}
     requests = [dg.RunRequest(partition_key=p, run_key=f"review-payouts:{p}:{latest}",
                               tags={"aios/source": "review", "aios/latest_approval": str(latest)})
                 for p, latest in sorted(pending.items())]

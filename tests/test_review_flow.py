@@ -304,3 +304,31 @@ def test_metrics_equal_hand_computed_values(env):
     assert (m.closed, m.approved, m.rejected) == (4, 2, 2)
     assert m.overrides == 2 and m.override_rate == pytest.approx(0.5)
     assert (m.sla_breached_waiting, m.sla_breached_closed, m.sla_breaches) == (1, 1, 2)  # E waiting, D late
+
+
+def test_the_sensor_requests_payout_runs_only_for_days_the_daily_job_can_run(env, instance):
+    """Cases opened by the sync API live in `api-…` partitions; approving one must not break the sensor."""
+    from aios_assets.partitions import daily_partitions
+
+    env.cases(DAY, {"D-1": (700.0, 0.1)})
+    env.cases("api-2026-11-24", {"API-1": (500.0, 0.1)})
+    rita = env.user("rita", "reviewer")
+    _approve(env, "D-1", rita)
+    _approve(env, "API-1", rita)
+    tick = _tick(env, instance)
+    assert [r.partition_key for r in tick.run_requests] == [DAY]
+    assert all(daily_partitions.has_partition_key(e.partition) for e in tick.asset_events)
+
+
+def test_a_claim_resubmitted_on_another_day_keeps_its_one_review_case(env):
+    import pandas as pd
+
+    from aios.stores import enqueue_reviews, review_cases
+
+    row = {"claim_id": "R-1", "route": "human_review", "amount": 100.0, "currency": "EUR", "p_fraud": 0.1,
+           "p_fraud_low": 0.05, "p_fraud_high": 0.2}
+    assert enqueue_reviews(env.engine, "api-2026-11-23", pd.DataFrame([row])) == 1
+    assert enqueue_reviews(env.engine, "api-2026-11-24", pd.DataFrame([row])) == 0
+    with env.engine.connect() as conn:
+        assert conn.execute(sa.select(review_cases.c.partition).where(
+            review_cases.c.claim_id == "R-1")).scalars().all() == ["api-2026-11-23"]
