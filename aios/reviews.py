@@ -524,9 +524,10 @@ def _audited(fn):
 
 
 @_audited
-def claim_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, threshold: float = 0.5,
+def claim_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, threshold: float | None = None,
                now: datetime | None = None) -> ActionResult:
     """Lock an open case for `user` (for LOCK_TTL) so nobody else works it; Conflict if someone else holds it."""
+    threshold = leaning_threshold(policy) if threshold is None else threshold
     _require(policy, user, "claim_case", "claim cases")
     now = now or utcnow()
     try:
@@ -567,9 +568,10 @@ def _claim(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, t
 
 
 @_audited
-def release_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, threshold: float = 0.5,
+def release_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPolicy, threshold: float | None = None,
                  now: datetime | None = None) -> ActionResult:
     """Give a claimed case back to the queue; Conflict if `user` does not hold it."""
+    threshold = leaning_threshold(policy) if threshold is None else threshold
     _require(policy, user, "claim_case", "release cases")
     now = now or utcnow()
     with engine.begin() as conn:
@@ -586,7 +588,7 @@ def release_case(engine: sa.Engine, claim_id: str, user: User, policy: ReviewPol
 
 @_audited
 def decide(engine: sa.Engine, claim_id: str, user: User, decision: str, reason: str, policy: ReviewPolicy,
-           threshold: float = 0.5, now: datetime | None = None) -> ActionResult:
+           threshold: float | None = None, now: datetime | None = None) -> ActionResult:
     """Approve, reject or escalate a case `user` has claimed, with a reason.
 
     Approving records an approval; the case becomes `approved` when the policy's four-eyes rule is
@@ -594,6 +596,7 @@ def decide(engine: sa.Engine, claim_id: str, user: User, decision: str, reason: 
     else (`awaiting_second`), who needs the `second_approve` permission. Nobody approves a case twice.
     An escalated case can only be decided by a role allowed to `second_approve`. Rejecting closes it.
     """
+    threshold = leaning_threshold(policy) if threshold is None else threshold
     if decision not in DECISIONS:
         raise InvalidInput(f"decision: must be one of {', '.join(DECISIONS)}")
     text = (reason or "").strip()
