@@ -184,15 +184,13 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
     """The day's routed decisions, stored in the decision store."""
     from aios.audit import record_decisions, record_policy_in_force
     from aios.stores import save_decisions
-    from models.decision import route_claims
-    from models.features import feature_version
+    from models.decision import decision_versions, route_claims
 
     t0 = time.time_ns()
     pol = policy.load()
     if len(claim_features):
-        versions = {"classifier": str(fraud_scores["classifier_version"].iat[0]),
-                    "bayes_net": str(fraud_posteriors["bayes_net_version"].iat[0]),
-                    "policy": pol.label, "features": feature_version()}
+        versions = decision_versions(str(fraud_scores["classifier_version"].iat[0]),
+                                     str(fraud_posteriors["bayes_net_version"].iat[0]), pol.label)
         out = route_claims(claim_features, fraud_scores, fraud_posteriors, pol, versions)
     else:
         versions = {}

@@ -312,8 +312,7 @@ class PolicySet:
                 senior_approvals: int | None = None) -> PolicyVerdict:
         """May this claim be paid: payout limits, route and the four-eyes rule (truthy verdict)."""
         n, seniors = _approval_counts(approvals, senior_approvals, self.is_allowed)
-        ok = bool(self.policies["four_eyes"].evaluate("satisfied", amount=float(amount), approvals=n,
-                                                      senior_approvals=seniors))
+        ok = self.four_eyes_satisfied(amount, n, seniors)
         pol = self.policies["payout"]
         value, case = pol.explain("may_pay", amount=float(amount), route=str(route), approvals=n,
                                   four_eyes_ok=ok)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from governance.policy import POLICY_DIR, PolicyError, load_policy_set, run_policy_tables
+from governance.policy import POLICY_DIR, ROUTES, PolicyError, load_policy_set, run_policy_tables
 
 policy_app = typer.Typer(help="Policy-as-code: check the CEL policy files and their tables.", no_args_is_help=True)
 console = Console()
@@ -72,7 +72,7 @@ def diff(old: Path = typer.Argument(..., help="The policy set in force (director
     summary = Table(title=f"{partition}: {before.label} → {after.label}")
     for col in ("route", "before", "after"):
         summary.add_column(col)
-    for route in ("auto_approve", "human_review", "refer_siu"):
+    for route in ROUTES:
         summary.add_row(route, str(int((r_old == route).sum())), str(int((r_new == route).sum())))
     console.print(summary)
     console.print(f"{len(changed)} of {len(decisions)} claims change route")

@@ -7,13 +7,13 @@ feature row with the same pinned versions gives the same decision, bit for bit.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from governance.ledger import canonical_json  # the one canonical form, shared with the ledger
 from governance.policy import PolicySet
 from models.bayes import FraudNetwork, evidence_frame
 from models.classifier import feature_contributions, score
@@ -25,6 +25,11 @@ DECISION_COLUMNS = ["claim_id", "amount", "score", "p_fraud", "p_fraud_low", "p_
                     "rationale", "uncertainty_drivers", "versions", "snapshot_hash"]
 TOP_FEATURES = 3
 TOP_DRIVERS = 3
+
+
+def decision_versions(classifier: str, bayes_net: str, policy_label: str) -> dict[str, str]:
+    """The versions every decision records: classifier name/version, network, policy, feature code."""
+    return {"classifier": classifier, "bayes_net": bayes_net, "policy": policy_label, "features": feature_version()}
 
 
 @dataclass
@@ -44,18 +49,11 @@ class DecisionModels:
 
     @property
     def versions(self) -> dict[str, str]:
-        """The pinned versions a decision records: classifier, Bayesian network, policy, features."""
-        return {
-            "classifier": f"{self.classifier_name}/{self.classifier_version}",
-            "bayes_net": self.network.version,
-            "policy": self.policy.label,
-            "features": feature_version(),
-        }
+        """The versions a decision records (see `decision_versions`)."""
+        return decision_versions(f"{self.classifier_name}/{self.classifier_version}", self.network.version,
+                                 self.policy.label)
 
 
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: the form that is hashed and stored."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
 
 
 def snapshot_records(features: pd.DataFrame) -> list[dict[str, Any]]:
