@@ -68,7 +68,9 @@ def test_n_published_land_exactly_once(bus, engine):
     assert landed_count(engine) == n
     assert sum(r.landed for r in results) == n
     assert sum(r.duplicates + r.dead_lettered for r in results) == 0
-    assert bus.pull(100, 0.5) == []
+    # everything was acked: nothing comes back once the ack deadline has passed
+    time.sleep(ACK_DEADLINE_S + 1)
+    assert bus.pull(100, 2.0) == []
 
 
 @pytest.mark.timeout(60)
@@ -96,7 +98,8 @@ def test_crash_between_persist_and_ack_redelivers_without_duplicates_or_loss(pub
         assert r2.batch_id == r1.batch_id
         second.ack(redelivered)
         assert landed_count(engine) == n
-        assert second.pull(10, 0.5) == []
+        time.sleep(ACK_DEADLINE_S + 1)  # acked: nothing is redelivered after the deadline
+        assert second.pull(10, 2.0) == []
     finally:
         second.delete()
         second.close()
@@ -126,7 +129,7 @@ def test_subscriber_reconnect_mid_stream_loses_nothing(pubsub_emulator, names, e
         second.close()
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)
 def test_poison_messages_go_to_dead_letter_with_reason(bus, engine):
     bus.publish(b"\x00\xff not json")
     bus.publish(b'{"claim_id": "C-1", "amount": "lots"}')
@@ -138,7 +141,8 @@ def test_poison_messages_go_to_dead_letter_with_reason(bus, engine):
     assert by_raw["AP8gbm90IGpzb24="].startswith("not JSON")  # base64 of the exact bytes
     field_reason = next(r for r in dl["reason"] if not r.startswith("not JSON"))
     assert "policy_id: Field required" in field_reason and "amount: " in field_reason
-    assert bus.pull(10, 0.5) == []  # dead letters were acked too
+    time.sleep(ACK_DEADLINE_S + 1)  # an un-acked message would be redelivered by now
+    assert bus.pull(10, 2.0) == []  # dead letters were acked too
 
 
 @pytest.mark.timeout(30)

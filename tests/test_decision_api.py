@@ -127,6 +127,11 @@ def test_a_claim_decided_by_a_batch_is_not_decided_again(client, trained):
     again = client.post("/v1/decisions", json={**_payload(records.iloc[1].to_dict()), "claim_id": "API-409-BATCH"})
     assert again.status_code == 409
     assert again.json()["detail"]["claim_ids"] == ["API-409-BATCH"]
+    # the batch's decision stands, and the API wrote nothing for that claim
+    stored = read_table(engine, decisions_table).query("claim_id == 'API-409-BATCH'")
+    assert list(stored["partition"]) == ["2099-01-01"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from audit_ledger where claim_id = 'API-409-BATCH'").scalar() == 0
 
 
 def test_bad_input_gets_a_422_naming_each_field_and_why(client, trained):
@@ -235,12 +240,13 @@ def test_concurrent_jobs_are_batched_and_a_failing_job_fails_alone():
 
     from service.batcher import MicroBatcher
 
-    gate = threading.Event()
-    sizes: list[int] = []
+    entered, gate = threading.Event(), threading.Event()
+    calls: list[list[int]] = []
 
     def process(jobs):
+        entered.set()
         gate.wait(5)
-        sizes.append(len(jobs))
+        calls.append([x for job in jobs for x in job.items])
         if any(x < 0 for job in jobs for x in job.items):
             raise ValueError("negative")
         return [[x * 2 for x in job.items] for job in jobs]
@@ -248,15 +254,21 @@ def test_concurrent_jobs_are_batched_and_a_failing_job_fails_alone():
     batcher = MicroBatcher(process)
     batcher.start()
     try:
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(10) as pool:
+            blocker = pool.submit(batcher.submit, [100], frozenset({"blocker"}))
+            assert entered.wait(5)  # the worker is busy: everything below waits together
             futures = [pool.submit(batcher.submit, [i], frozenset({str(i % 6)})) for i in range(8)]
             bad = pool.submit(batcher.submit, [-1], frozenset({"bad"}))
             time.sleep(0.3)
             gate.set()
+            assert blocker.result(5) == [200]
             assert [f.result(5) for f in futures] == [[i * 2] for i in range(8)]
             with pytest.raises(ValueError, match="negative"):
                 bad.result(5)
     finally:
         batcher.stop()
-    assert max(sizes) > 1  # jobs waiting together were processed together
-    assert batcher.jobs >= 9
+    shared = [c for c in calls if -1 in c and len(c) > 1]
+    assert shared, calls  # the failing job was batched with good ones ...
+    assert [-1] in calls  # ... then retried alone and failed alone
+    good_alone = [c for c in calls if len(c) == 1 and c[0] >= 0 and c[0] != 100]
+    assert {x for c in good_alone for x in c} >= set(shared[0]) - {-1}  # its batch-mates were answered singly

@@ -214,9 +214,12 @@ def test_a_claimed_case_is_locked_for_others_until_released_or_expired(env):
     with pytest.raises(reviews.Conflict, match="rita"):
         reviews.decide(env.engine, "C-1", rob, "approve", "ok", env.policy, now=T0 + timedelta(minutes=5))
     later = T0 + reviews.LOCK_TTL + timedelta(seconds=1)
-    assert reviews.claim_case(env.engine, "C-1", rob, env.policy, now=later).action_id
+    assert reviews.claim_case(env.engine, "C-1", rob, env.policy, now=later).action_id  # expired
     with pytest.raises(reviews.Conflict):
         reviews.decide(env.engine, "C-1", rita, "approve", "ok", env.policy, now=later)
+    # released: the next reviewer takes it at once
+    reviews.release_case(env.engine, "C-1", rob, env.policy, now=later + timedelta(minutes=1))
+    assert reviews.claim_case(env.engine, "C-1", rita, env.policy, now=later + timedelta(minutes=2)).action_id
 
 
 def test_bad_input_gets_a_clear_message(env):
