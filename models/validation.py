@@ -19,6 +19,8 @@ from aios.schemas import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, describe_vali
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 MAX_AMOUNT = 1_000_000.0
+MAX_PRIOR_CLAIMS = 100
+MAX_REPORT_DELAY_DAYS = 3 * 365
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ def _expectations():
         E.ExpectColumnValuesToBeInSet(column="claim_type", value_set=list(CLAIM_TYPES)),
         E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(CHANNELS)),
         E.ExpectColumnValuesToBeBetween(column="customer_tenure_days", min_value=0),
-        E.ExpectColumnValuesToBeBetween(column="prior_claims", min_value=0, max_value=100),
-        E.ExpectColumnValuesToBeBetween(column="report_delay_days", min_value=0, max_value=3 * 365),
+        E.ExpectColumnValuesToBeBetween(column="prior_claims", min_value=0, max_value=MAX_PRIOR_CLAIMS),
+        E.ExpectColumnValuesToBeBetween(column="report_delay_days", min_value=0, max_value=MAX_REPORT_DELAY_DAYS),
     ]
 
 
