@@ -69,14 +69,27 @@ def _replace_partition(engine: sa.Engine, table: sa.Table, partition: str, rows:
             conn.execute(table.insert(), rows)
 
 
+DECISION_FIELDS = ("claim_id", "amount", "currency", "score", "p_fraud", "p_fraud_low", "p_fraud_high", "route",
+                   "rationale", "uncertainty_drivers", "versions", "snapshot_hash")
+
+
+def _decision_rows(partition: str, decisions: pd.DataFrame, decided_at: str) -> list[dict]:
+    return [{**{k: r[k] for k in DECISION_FIELDS}, "partition": partition, "decided_at": decided_at}
+            for r in decisions.to_dict("records")]
+
+
 def save_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame) -> None:
-    """Store the partition's decisions (one row per claim)."""
-    now = _now()
-    rows = [{**{k: r[k] for k in ("claim_id", "amount", "currency", "score", "p_fraud", "p_fraud_low",
-                                  "p_fraud_high", "route", "rationale", "uncertainty_drivers", "versions",
-                                  "snapshot_hash")},
-             "partition": partition, "decided_at": now} for r in decisions.to_dict("records")]
-    _replace_partition(engine, decisions_table, partition, rows)
+    """Store the partition's decisions (one row per claim), replacing what the partition held."""
+    _replace_partition(engine, decisions_table, partition, _decision_rows(partition, decisions, _now()))
+
+
+def upsert_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, decided_at: str) -> None:
+    """Store these claims' decisions, replacing earlier rows of the same claims only (the sync API's writes)."""
+    ensure_tables(engine, decisions_table)
+    rows = _decision_rows(partition, decisions, decided_at)
+    with engine.begin() as conn:
+        conn.execute(decisions_table.delete().where(decisions_table.c.claim_id.in_([r["claim_id"] for r in rows])))
+        conn.execute(decisions_table.insert(), rows)
 
 
 def save_quarantine(engine: sa.Engine, partition: str, quarantined: pd.DataFrame) -> None:

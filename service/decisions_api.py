@@ -43,19 +43,17 @@ from aios.db import ensure_tables, get_engine
 from aios.schemas import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Route
 from aios.settings import Settings
 from aios.snapshots import save_snapshots
-from aios.stores import decisions_table, enqueue_reviews, review_cases
+from aios.stores import decisions_table, enqueue_reviews, review_cases, upsert_decisions
 from aios.tracing import claim_trace_hex, record_claim_spans
 from connectors.documents import DocumentStore
 from models.decision import decide
 from models.features import build_features, feature_version
-from models.validation import MAX_AMOUNT
+from models.validation import MAX_AMOUNT, MAX_PRIOR_CLAIMS, MAX_REPORT_DELAY_DAYS
 from service.batcher import Job, MicroBatcher
 from service.metrics import ServiceMetrics
 from service.model_pins import ModelPins, NoModelPinned
 
 MAX_BATCH = 100
-MAX_REPORT_DELAY_DAYS = 3 * 365  # the business rule of models/validation.py (report_delay_days ≤ 3 years)
-MAX_PRIOR_CLAIMS = 100
 API_PARTITION_PREFIX = "api-"
 _SINGLE, _BATCH = "<claim>", "<batch>"
 
@@ -228,17 +226,6 @@ def claims_frame(claims: list[ClaimIn]) -> pd.DataFrame:
     return typed
 
 
-def store_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, decided_at: str) -> None:
-    """Upsert decisions by claim id (other claims of the partition are left as they are)."""
-    cols = ("claim_id", "amount", "currency", "score", "p_fraud", "p_fraud_low", "p_fraud_high", "route",
-            "rationale", "uncertainty_drivers", "versions", "snapshot_hash")
-    rows = [{**{k: r[k] for k in cols}, "partition": partition, "decided_at": decided_at}
-            for r in decisions.to_dict("records")]
-    with engine.begin() as conn:
-        conn.execute(decisions_table.delete().where(decisions_table.c.claim_id.in_([r["claim_id"] for r in rows])))
-        conn.execute(decisions_table.insert(), rows)
-
-
 def decision_dict(row: dict[str, Any], review_status: str | None = None) -> dict[str, Any]:
     """A stored (or just computed) decision row as the API's decision body (the fields of `DecisionOut`)."""
     return {
@@ -359,10 +346,15 @@ class DecisionService:
         now = datetime.now(timezone.utc)
         partition = f"{API_PARTITION_PREFIX}{now:%Y-%m-%d}"
         decided_at = now.isoformat()
-        save_snapshots(self.engine, features, feature_version())
-        record_decisions(self.engine, partition, decisions, actor=ACTOR)
-        store_decisions(self.engine, partition, decisions, decided_at)
-        enqueue_reviews(self.engine, partition, decisions)
+        try:
+            save_snapshots(self.engine, features, feature_version())
+            upsert_decisions(self.engine, partition, decisions, decided_at)
+            enqueue_reviews(self.engine, partition, decisions)
+            record_decisions(self.engine, partition, decisions, actor=ACTOR)
+        except Exception as exc:  # noqa: BLE001
+            # A failed write fails the whole batch as it is: retrying job by job (what the batcher does
+            # with an exception raised here) would append the ledger rows of the batch a second time.
+            return [exc if r is None else r for r in results]
         routes = dict(zip(decisions["claim_id"], decisions["route"]))
         for k in live:
             job = jobs[k]
