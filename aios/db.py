@@ -5,12 +5,14 @@ The same table code runs on SQLite (embedded) and PostgreSQL (production).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from functools import lru_cache
 
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+_create_lock = threading.Lock()
 _created: weakref.WeakKeyDictionary[sa.Engine, set[str]] = weakref.WeakKeyDictionary()
 
 
@@ -37,8 +39,26 @@ def ensure_tables(engine: sa.Engine, *tables: sa.Table) -> None:
     Each table is checked at most once per engine and process: stores call this on every write,
     and a `CREATE TABLE IF NOT EXISTS` round per call would sit on the hot path.
     """
-    done = _created.setdefault(engine, set())
-    todo = [t for t in (tables or metadata.sorted_tables) if t.name not in done]
-    if todo:
-        metadata.create_all(engine, tables=todo)
+    with _create_lock:  # two threads must not both find a table missing and both create it
+        done = _created.setdefault(engine, set())
+        todo = [t for t in (tables or metadata.sorted_tables) if t.name not in done]
+        if not todo:
+            return
+        try:
+            metadata.create_all(engine, tables=todo)
+        except sa.exc.DatabaseError:
+            # another process created a table between the check and the CREATE: check again
+            metadata.create_all(engine, tables=todo)
         done.update(t.name for t in todo)
+
+
+def insert_ignore(bind: sa.Engine | sa.Connection, table: sa.Table) -> sa.Insert:
+    """`INSERT … ON CONFLICT DO NOTHING` for `table` on SQLite or PostgreSQL (the two supported profiles)."""
+    name = bind.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported profiles
+        raise NotImplementedError(f"stores support sqlite and postgresql, not {name}")
+    return insert(table).on_conflict_do_nothing()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import ensure_tables, metadata
+from aios.db import ensure_tables, insert_ignore, metadata
 from models.decision import canonical_json, snapshot_hash, snapshot_records
 
 feature_snapshots = sa.Table(
@@ -24,22 +25,18 @@ feature_snapshots = sa.Table(
 def save_snapshots(engine: sa.Engine, features: pd.DataFrame, feature_version: str) -> list[str]:
     """Store each feature row under its hash (a snapshot stored before is left as it is); returns the hashes."""
     ensure_tables(engine, feature_snapshots)
-    records = snapshot_records(features)
-    rows = {}
-    for rec in records:
-        h = snapshot_hash(rec)
+    now = datetime.now(timezone.utc).isoformat()
+    hashes, rows = [], {}
+    for rec in snapshot_records(features):
+        text = canonical_json(rec)  # serialised once: hashed and stored as it is
+        h = hashlib.sha256(text.encode()).hexdigest()
+        hashes.append(h)
         rows[h] = {"snapshot_hash": h, "claim_id": str(rec.get("claim_id")), "feature_version": feature_version,
-                   "payload": canonical_json(rec), "stored_at": datetime.now(timezone.utc).isoformat()}
-    with engine.begin() as conn:
-        keys = list(rows)
-        existing: set[str] = set()
-        for i in range(0, len(keys), 500):
-            existing |= set(conn.execute(sa.select(feature_snapshots.c.snapshot_hash).where(
-                feature_snapshots.c.snapshot_hash.in_(keys[i:i + 500]))).scalars())
-        new = [r for h, r in rows.items() if h not in existing]
-        if new:
-            conn.execute(feature_snapshots.insert(), new)
-    return [snapshot_hash(r) for r in records]
+                   "payload": text, "stored_at": now}
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert_ignore(conn, feature_snapshots), list(rows.values()))
+    return hashes
 
 
 def load_snapshots(engine: sa.Engine, hashes: list[str]) -> pd.DataFrame:

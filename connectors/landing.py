@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from aios.db import ensure_tables, metadata
+from aios.db import ensure_tables, insert_ignore, metadata
 from aios.schemas import Claim, describe_validation_error
 from connectors.bus.base import BusMessage
 
@@ -153,17 +153,6 @@ def claim_partition(claim: Claim) -> str:
     return ts.date().isoformat()
 
 
-def _insert_ignore(engine_or_conn: sa.Engine | sa.Connection, table: sa.Table) -> Any:
-    name = engine_or_conn.dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported profiles
-        raise NotImplementedError(f"landing store supports sqlite and postgresql, not {name}")
-    return insert(table).on_conflict_do_nothing()
-
-
 def _insert_returning(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
                       returning: Sequence[sa.Column]) -> list[tuple]:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING for many rows; returns the rows actually inserted.
@@ -178,7 +167,7 @@ def _insert_returning(conn: sa.Connection, table: sa.Table, rows: list[dict[str,
     driver = conn.dialect.driver
     if driver in ("pysqlite", "psycopg2"):
         return _insert_returning_driver(conn, table, rows, returning, driver)
-    stmt = _insert_ignore(conn, table).returning(*returning)
+    stmt = insert_ignore(conn, table).returning(*returning)
     return [tuple(r) for r in conn.execute(stmt, rows).all()]
 
 
@@ -317,7 +306,7 @@ def _payload_text(data: bytes, claim: Claim) -> str:
 def _write_batch_row(conn: sa.Connection, batch_id: str, source: str, now: datetime, n_messages: int, landed: int,
                      duplicates: int, dead_lettered: int, partitions: dict[str, int]) -> None:
     # A retried batch keeps the row of its first landing (which is what it landed).
-    conn.execute(_insert_ignore(conn, landing_batches).values(
+    conn.execute(insert_ignore(conn, landing_batches).values(
         batch_id=batch_id, source=source, created_at=now, messages=n_messages, landed=landed,
         duplicates=duplicates, dead_lettered=dead_lettered, partitions=json.dumps(partitions),
     ))

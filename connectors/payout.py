@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from aios.db import ensure_tables, metadata
+from aios.db import ensure_tables, insert_ignore, metadata
 from connectors.gates import gate_failures
 
 payouts_table = sa.Table(
@@ -28,6 +28,10 @@ payouts_table = sa.Table(
     sa.Column("receipt_id", sa.String(80), nullable=False),
     sa.Column("paid_at", sa.String(40), nullable=False),
 )
+
+
+def _receipt(ins: "PayoutInstruction") -> str:
+    return "RCPT-" + hashlib.sha256(ins.idempotency_key.encode()).hexdigest()[:16]
 
 
 class PayoutRefused(RuntimeError):
@@ -75,28 +79,27 @@ class PayoutConnector:
             raise PayoutRefused(f"payouts for partition {partition} refused: " + "; ".join(failures))
         report = PayoutReport()
         now = datetime.now(timezone.utc).isoformat()
+        rows, by_key = [], {}
+        for ins in instructions:
+            if ins.idempotency_key in by_key:
+                continue
+            by_key[ins.idempotency_key] = ins
+            rows.append({"idempotency_key": ins.idempotency_key, "claim_id": ins.claim_id,
+                         "partition": ins.partition, "amount": float(ins.amount), "currency": ins.currency,
+                         "reason": ins.reason, "receipt_id": _receipt(ins), "paid_at": now})
         with self.engine.begin() as conn:
-            keys = [i.idempotency_key for i in instructions]
-            existing: set[str] = set()
-            for chunk in range(0, len(keys), 500):
-                existing |= set(conn.execute(sa.select(payouts_table.c.idempotency_key).where(
-                    payouts_table.c.idempotency_key.in_(keys[chunk:chunk + 500]))).scalars())
-            rows = []
-            for ins in instructions:
-                if ins.idempotency_key in existing:
-                    report.already_paid += 1
-                    continue
-                existing.add(ins.idempotency_key)
-                receipt = "RCPT-" + hashlib.sha256(ins.idempotency_key.encode()).hexdigest()[:16]
-                rows.append({"idempotency_key": ins.idempotency_key, "claim_id": ins.claim_id,
-                             "partition": ins.partition, "amount": float(ins.amount), "currency": ins.currency,
-                             "reason": ins.reason, "receipt_id": receipt, "paid_at": now})
-                report.receipts[ins.claim_id] = receipt
+            # ON CONFLICT DO NOTHING on the idempotency key: a claim paid before, or by a concurrent
+            # payer, is skipped by the database itself; RETURNING says which rows this call paid.
+            paid = set(conn.execute(insert_ignore(conn, payouts_table).returning(payouts_table.c.idempotency_key),
+                                    rows).scalars()) if rows else set()
+        for key, ins in by_key.items():
+            if key in paid:
                 report.paid += 1
                 report.amount_paid += float(ins.amount)
-            if rows:
-                # The primary key is the last line of defence against a concurrent second payer.
-                conn.execute(payouts_table.insert(), rows)
+                report.receipts[ins.claim_id] = _receipt(ins)
+            else:
+                report.already_paid += 1
+        report.already_paid += len(instructions) - len(by_key)
         return report
 
     def paid_claims(self, partition: str | None = None) -> list[dict]:

@@ -74,3 +74,15 @@ def test_definitions_expose_every_asset_check_sensor_schedule_and_job(defs):
     assert "inbox_sensor" in {s.name for s in repo.sensor_defs}
     assert "daily_batch_scoring" in {s.name for s in repo.schedule_defs}
     assert {"claims_job", "training_job"} <= {j.name for j in repo.get_all_jobs()}
+
+
+def test_two_concurrent_payers_pay_each_claim_once_without_failing(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    batch = [PayoutInstruction(f"R-{i}", "2026-01-05", 10.0, "EUR") for i in range(300)]
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: PayoutConnector(engine).pay("2026-01-05", batch), range(2)))
+    assert sum(r.paid for r in reports) == 300
+    assert sum(r.already_paid for r in reports) == 300
+    assert len(PayoutConnector(engine).paid_claims("2026-01-05")) == 300
