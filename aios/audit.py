@@ -86,6 +86,13 @@ def record_payouts(engine: sa.Engine, partition: str, receipts: Mapping[str, str
     return ledger(engine).append_many(_traced(rows))
 
 
+def record_user_change(engine: sa.Engine, actor: str, user: str, change: Mapping[str, Any],
+                       policy_label: str | None = None) -> None:
+    """An account created, enabled, disabled or given a new password (never the password itself)."""
+    ledger(engine).append("user_change", actor, {"user": user, **change},
+                          versions={"policy": policy_label} if policy_label else None)
+
+
 def record_change(engine: sa.Engine, event: str, actor: str, payload: Mapping[str, Any],
                   versions: Mapping[str, str] | None = None) -> None:
     """A model-alias move or a policy version coming into force."""

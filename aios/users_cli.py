@@ -38,9 +38,10 @@ def _actor() -> str:
 
 
 def _audit(engine, name: str, payload: dict) -> None:
-    from governance.ledger import AuditLedger
+    from aios.audit import record_user_change
+    from governance.policy import load_policy_set
 
-    AuditLedger(engine).append("user_change", _actor(), {"user": name, **payload})
+    record_user_change(engine, _actor(), name, payload, load_policy_set().label)
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -16,6 +16,7 @@ from aios.reviews import ensure_review_tables, leaning_threshold
 from aios.settings import Settings
 from connectors.documents import DocumentStore
 from connectors.inbox import SUFFIXES, read_claims_file
+from aios.audit import ledger, record_user_change
 from governance.ledger import AuditLedger
 from governance.policy import PolicySet, load_policy_set
 
@@ -44,12 +45,12 @@ class ReviewContext:
         ensure_tables(engine)
         ensure_review_tables(engine)
         policy = load_policy_set()
-        return cls(settings=settings, engine=engine, policy=policy, ledger=AuditLedger(engine),
+        return cls(settings=settings, engine=engine, policy=policy, ledger=ledger(engine),
                    documents=DocumentStore(settings.documents_dir), threshold=leaning_threshold(policy))
 
-    def audit(self, event: str, actor: str, payload: dict[str, Any], claim_id: str | None = None) -> None:
-        """Append one row to the audit ledger, with the policy version in force."""
-        self.ledger.append(event, actor, payload, claim_id=claim_id, versions={"policy": self.policy.label})
+    def audit_user_change(self, actor: str, user: str, change: dict[str, Any]) -> None:
+        """Record an account change in the audit ledger, with the policy version in force."""
+        record_user_change(self.engine, actor, user, change, self.policy.label)
 
     def find_claim(self, partition: str, claim_id: str) -> dict[str, Any] | None:
         """The claim as submitted (inbox file in landing/<partition>/ or bus landing store), or None."""

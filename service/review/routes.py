@@ -344,7 +344,7 @@ def create_user(request: Request, name: str = Form(""), role: str = Form(""), pa
         reviews.create_user(ctx.engine, name, role, password, ctx.policy.roles, created_by=session.user.name)
     except ReviewError as exc:
         return _users_page(request, session, str(exc), exc.status, {"name": name, "role": role})
-    ctx.audit("user_change", session.user.name, {"user": name, "change": "created", "role": role})
+    ctx.audit_user_change(session.user.name, name, {"change": "created", "role": role})
     return redirect(request, f"{PREFIX}/users", f"account {name} created ({role})")
 
 
@@ -359,7 +359,7 @@ def set_active(request: Request, name: str, active: str = Form(""), csrf_token: 
         raise InvalidInput("you cannot disable your own account")
     ctx = ctx_of(request)
     reviews.set_active(ctx.engine, name, active == "1")
-    ctx.audit("user_change", session.user.name, {"user": name, "change": "enabled" if active == "1" else "disabled"})
+    ctx.audit_user_change(session.user.name, name, {"change": "enabled" if active == "1" else "disabled"})
     return redirect(request, f"{PREFIX}/users", f"account {name} {'enabled' if active == '1' else 'disabled'}")
 
 
