@@ -87,7 +87,6 @@ dead_letters = sa.Table(
 
 LANDING_TABLES = (landing_batches, landed_claims, dead_letters)
 CLAIM_COLUMNS: tuple[str, ...] = tuple(Claim.model_fields)
-_CHUNK = 500  # rows per multi-row INSERT (stays under SQLite's bound-parameter limit)
 MAX_ID_CHARS = 512  # longer ids are refused (dead-lettered): unique btree entries have a size cap
 
 

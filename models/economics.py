@@ -239,16 +239,6 @@ class FusionComparison:
             return float("nan")
         return self.fusion_false_positives / self.classifier_false_positives - 1
 
-    def as_dict(self) -> dict[str, float]:
-        """Figures as a flat dict (for metadata and reports)."""
-        return {"budget": self.budget, "claims": self.claims, "frauds": self.frauds,
-                "fusion_fraud_caught": self.fusion_fraud_caught,
-                "fusion_false_positives": self.fusion_false_positives,
-                "classifier_fraud_caught": self.classifier_fraud_caught,
-                "classifier_false_positives": self.classifier_false_positives,
-                "false_positive_change": self.false_positive_change,
-                **{f"bands_{k}": v for k, v in self.bands.as_dict().items()}}
-
 
 def fusion_vs_classifier(p_fraud: np.ndarray, score: np.ndarray, amount: np.ndarray, is_fraud: np.ndarray,
                          bands: Bands) -> FusionComparison:

@@ -48,7 +48,6 @@ def create_app(settings: Settings | None = None, *, pin_check_seconds: float = D
                   description="Synchronous claims-fraud decisions: the batch path's decision function, one claim "
                               "or a small batch at a time.")
     app.state.settings = settings
-    app.state.pins = pins
     metrics = install_metrics(app)
     install_decisions_api(app, settings, pins, metrics, max_batch=max_batch)
     install_review(app, settings)

@@ -316,10 +316,6 @@ class DecisionService:
         return self.batcher.submit_future(claims, frozenset(ids), {"request_id": request_id,
                                                                    "started_ns": time.time_ns()})
 
-    def decide_claims(self, claims: list[ClaimIn], request_id: str) -> list[dict[str, Any]]:
-        """Decide, record (snapshot, ledger, store, review queue, trace spans) and return the decision bodies."""
-        return self.submit(claims, request_id).result()
-
     def _decide_jobs(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> list[Any]:
         """One decision call and one round of writes for all the jobs' claims; results split back per job."""
         t0 = time.perf_counter()

@@ -78,7 +78,6 @@ class ModelPins:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-        self.last_check: float | None = None
 
     # reading ------------------------------------------------------------------------------------
     def current(self) -> Pinned:
@@ -104,7 +103,6 @@ class ModelPins:
         Errors are recorded in `last_error` and re-raised only when nothing is pinned yet.
         """
         with self._refresh_lock:  # one loader at a time; readers never take this lock
-            self.last_check = time.monotonic()
             old = self._pinned
             try:
                 new = self._load_if_moved(old)
