@@ -1,3 +1,3 @@
-from aios.cli import main
+from aios.cli.main import main
 
 main()

@@ -7,7 +7,7 @@
 - `slo_report` (daily partitions of the claims pipeline): p95 latency, override-rate change and
   drift share, each an asset check against config/slo.yaml.
 
-The work is in `aios.backtest`, `models.backtest`, `models.economics` and `models.slo`; these
+The work is in `aios.usecases.backtest`, `models.backtest`, `models.economics` and `models.slo`; these
 assets call them and attach metadata.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from aios.settings import Settings
+from aios.kernel.settings import Settings
 from aios_assets.metadata import image
 from aios_assets.partitions import daily_partitions
 from aios_resources import InboxResource, ModelRegistryResource, PolicyResource, StoresResource
@@ -47,7 +47,7 @@ def _settings(inbox: InboxResource, registry: ModelRegistryResource) -> Settings
 
 
 def _window(settings: Settings, config: WindowConfig) -> list[str]:
-    from aios.backtest import resolve_window
+    from aios.usecases.backtest import resolve_window
 
     try:
         return resolve_window(settings, config.start or None, config.end or None)
@@ -57,7 +57,7 @@ def _window(settings: Settings, config: WindowConfig) -> list[str]:
 
 def _scored_window(inbox: InboxResource, registry: ModelRegistryResource, config: WindowConfig):
     """Settings, the window's days, and the backtest rows scored for them (a Failure saying what is missing)."""
-    from aios.backtest import load_window
+    from aios.usecases.backtest import load_window
 
     settings = _settings(inbox, registry)
     days = _window(settings, config)
@@ -76,7 +76,7 @@ def _floats(prefix: str, metrics: dict) -> dict[str, dg.MetadataValue]:
 def backtest_snapshot(context: dg.AssetExecutionContext, inbox: InboxResource,
                       registry: ModelRegistryResource) -> dg.Output[str]:
     """The content hash of the day's frozen feature snapshot."""
-    from aios.backtest import build_snapshot
+    from aios.usecases.backtest import build_snapshot
     from models.features import feature_version
 
     try:
@@ -93,8 +93,8 @@ def backtest_snapshot(context: dg.AssetExecutionContext, inbox: InboxResource,
 def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, inbox: InboxResource,
                     registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
     """Champion against challenger on the day's snapshot: metrics and reliability diagram."""
-    from aios.backtest import run_partition
-    from aios.backtest_report import markdown_table, reliability_plot
+    from aios.usecases.backtest import run_partition
+    from aios.usecases.backtest_report import markdown_table, reliability_plot
 
     day = context.partition_key
     result = run_partition(_settings(inbox, registry), day, backtest_snapshot, policy.load())
@@ -116,8 +116,8 @@ def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, i
 def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
                      registry: ModelRegistryResource) -> dg.MaterializeResult:
     """The backtest window pooled, with the regression-bounds check."""
-    from aios.backtest import load_bounds
-    from aios.backtest_report import markdown_table, partition_plot, reliability_plot, summary_frame
+    from aios.usecases.backtest import load_bounds
+    from aios.usecases.backtest_report import markdown_table, partition_plot, reliability_plot, summary_frame
     from models.backtest import check_bounds, metrics_table
 
     settings, days, scored = _scored_window(inbox, registry, config)
@@ -150,7 +150,7 @@ def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, in
 def threshold_economics(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
                         registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
     """Automation against expected cost over a grid of routing bands, and the recommended bands."""
-    from aios.backtest_report import markdown_table, study_frames, threshold_plot
+    from aios.usecases.backtest_report import markdown_table, study_frames, threshold_plot
     from models.economics import check_bands_match_policy, load_costs, threshold_study
 
     settings, days, scored = _scored_window(inbox, registry, config)
@@ -186,8 +186,8 @@ def slo_report(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, 
     """The partition against its SLOs: decision latency, override-rate change, drifted share."""
     import time
 
-    from aios.alarms import latest_drift_gate, review_outcomes
-    from aios.backtest import load_role
+    from connectors.stores.alarms import latest_drift_gate, review_outcomes
+    from aios.usecases.backtest import load_role
     from models.decision import decide
     from models.slo import (
         drift_share_of,

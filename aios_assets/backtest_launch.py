@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from aios.settings import get_settings
+from aios.kernel.settings import get_settings
 
 
 def _error(result: dg.ExecuteInProcessResult) -> str | None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", dest="end", required=True)
     parser.add_argument("--no-summary", action="store_true")
     args = parser.parse_args(argv)
-    from aios.backtest import day_range
+    from aios.usecases.backtest import day_range
 
     out = run_window(day_range(args.start, args.end), summary=not args.no_summary)
     print("AIOS_RESULT " + json.dumps(out), flush=True)

@@ -9,7 +9,7 @@ because a payout launched in a separate run is not stopped by Dagster's blocking
 import dagster as dg
 import pandas as pd
 
-from aios.settings import get_settings
+from aios.kernel.settings import get_settings
 from aios_assets.metadata import image
 from aios_resources import StoresResource
 
@@ -24,7 +24,7 @@ DRIFT = dg.AssetCheckSpec(
 def data_quality_result(partition: str, valid_rows: int, quarantined_rows: int,
                         stores: StoresResource) -> dg.AssetCheckResult:
     """Pass when the quarantined share is within `quarantine_max_share` (and something landed)."""
-    from connectors.gates import record_gate
+    from connectors.stores.gates import record_gate
 
     bound = get_settings().quarantine_max_share
     total = valid_rows + quarantined_rows
@@ -42,8 +42,8 @@ def data_quality_result(partition: str, valid_rows: int, quarantined_rows: int,
 def drift_result(partition: str, features: pd.DataFrame, reference: pd.DataFrame,
                  stores: StoresResource) -> dg.AssetCheckResult:
     """Pass when the share of drifted feature columns is under `drift_share_threshold`; report saved as HTML."""
-    from aios.plots import drift_plot
-    from connectors.gates import record_gate
+    from aios.usecases.plots import drift_plot
+    from connectors.stores.gates import record_gate
     from models.drift import detect_drift
 
     s = get_settings()

@@ -25,7 +25,7 @@ ROUTES = ("auto_approve", "human_review", "refer_siu")
 
 def _spans(context: dg.AssetExecutionContext, stage: str, claim_ids, started_ns: int,
            per_claim: dict | None = None) -> None:
-    from aios.tracing import record_claim_spans
+    from aios.kernel.tracing import record_claim_spans
 
     record_claim_spans(stage, [c for c in claim_ids if isinstance(c, str) and c], started_ns,
                        {"aios.partition": context.partition_key, "dagster.run_id": context.run_id}, per_claim)
@@ -43,7 +43,7 @@ def _gate_condition() -> dg.AutomationCondition:
 def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
                stores: StoresResource) -> dg.Output[pd.DataFrame]:
     """The day's landed claim rows as submitted (inbox files and bus messages)."""
-    from aios.audit import record_ingest
+    from connectors.stores.audit import record_ingest
     from connectors.inbox import SUFFIXES, read_claims_file
     from connectors.landing import read_partition
 
@@ -78,8 +78,8 @@ def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores
     """Validated and quarantined claims, and the data-quality check."""
     import sqlalchemy as sa
 
-    from aios.audit import record_validation
-    from aios.stores import decisions_table, save_quarantine
+    from connectors.stores.audit import record_validation
+    from connectors.stores.decisions import decisions_table, save_quarantine
     from models.validation import validate_claims
 
     t0 = time.time_ns()
@@ -121,7 +121,7 @@ def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataF
                    claim_documents: pd.DataFrame, drift_reference: pd.DataFrame, inbox: InboxResource,
                    stores: StoresResource):
     """Model features per claim, and the drift check."""
-    from aios.snapshots import save_snapshots
+    from connectors.stores.snapshots import save_snapshots
     from models.features import build_features, feature_version
 
     t0 = time.time_ns()
@@ -161,7 +161,7 @@ def fraud_scores(context: dg.AssetExecutionContext, claim_features: pd.DataFrame
 def fraud_posteriors(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, fraud_scores: pd.DataFrame,
                      registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
     """Posterior p_fraud per claim with credible interval and value of information."""
-    from aios.plots import histogram_plot
+    from aios.usecases.plots import histogram_plot
     from models.decision import posterior_claims
     from models.fusion import compile_network
 
@@ -182,8 +182,8 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
               fraud_posteriors: pd.DataFrame, validated_claims: pd.DataFrame, policy: PolicyResource,
               stores: StoresResource) -> dg.Output[pd.DataFrame]:
     """The day's routed decisions, stored in the decision store."""
-    from aios.audit import record_decisions, record_policy_in_force
-    from aios.stores import save_decisions
+    from connectors.stores.audit import record_decisions, record_policy_in_force
+    from connectors.stores.decisions import save_decisions
     from models.decision import decision_versions, route_claims
 
     t0 = time.time_ns()
@@ -216,7 +216,7 @@ def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
     """Review cases opened for the day's ambiguous claims."""
     import sqlalchemy as sa
 
-    from aios.stores import enqueue_reviews, review_cases
+    from connectors.stores.decisions import enqueue_reviews, review_cases
 
     engine = stores.engine()
     new = enqueue_reviews(engine, context.partition_key, decisions)
@@ -233,14 +233,14 @@ def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
 def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: PayoutResource,
             stores: StoresResource) -> dg.MaterializeResult:
     """The day's auto-approved claims, paid once each; refused when a gate did not pass."""
-    from aios.audit import record_payouts
+    from connectors.stores.audit import record_payouts
     from connectors.payout import PayoutInstruction, PayoutRefused
 
-    from aios.tracing import flush
+    from aios.kernel.tracing import flush
 
     import sqlalchemy as sa
 
-    from aios.stores import review_cases
+    from connectors.stores.decisions import review_cases
 
     t0 = time.time_ns()
     # A claim that was ever put before people is paid only through review (a re-run that now

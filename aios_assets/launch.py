@@ -11,7 +11,7 @@ import sys
 
 import dagster as dg
 
-from aios.settings import get_settings
+from aios.kernel.settings import get_settings
 
 
 def _instance() -> dg.DagsterInstance:

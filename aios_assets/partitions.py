@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from aios.settings import get_settings
+from aios.kernel.settings import get_settings
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=get_settings().partition_start, end_offset=1)

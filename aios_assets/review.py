@@ -23,8 +23,8 @@ REVIEW_PAYOUT_REASON = "review_approved"
 def review_payouts(context: dg.AssetExecutionContext, stores: StoresResource, payout: PayoutResource,
                    policy: PolicyResource) -> dg.MaterializeResult:
     """Pay the partition's approved, unpaid review cases once each and close them."""
-    from aios.audit import record_payouts
-    from aios.reviews import PAID, PAYOUT_REFUSED, approved_cases, close_approved, ensure_review_tables, waiting_counts
+    from connectors.stores.audit import record_payouts
+    from connectors.stores.reviews import PAID, PAYOUT_REFUSED, approved_cases, close_approved, ensure_review_tables, waiting_counts
     from connectors.payout import PayoutInstruction, PayoutRefused
 
     partition = context.partition_key

@@ -29,10 +29,10 @@ def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource, registr
     """The calibrated fraud classifier, registered in MLflow as @champion."""
     from sklearn.metrics import roc_auc_score
 
-    from aios.plots import calibration_plot
+    from aios.usecases.plots import calibration_plot
     from models.calibration import brier_score, expected_calibration_error, reliability_table
     from models.classifier import fit_calibrated_classifier, score
-    from models.registry import log_and_register
+    from connectors.registry import log_and_register
 
     data = _training_data(inbox)
     model = fit_calibrated_classifier(data.X_train, data.y_train)
@@ -55,7 +55,7 @@ def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource, registr
         artifacts={"calibration": plot_path},
     )
     context.log.info(f"registered {ref.name} version {ref.version} as @{registry.alias}")
-    from aios.audit import record_change
+    from connectors.stores.audit import record_change
 
     record_change(stores.engine(), "model_alias_set", f"dagster:{context.run_id}",
                   {"model": ref.name, "alias": registry.alias, "version": ref.version, "mlflow_run_id": ref.run_id,
@@ -73,7 +73,7 @@ def fraud_model(context: dg.AssetExecutionContext, inbox: InboxResource, registr
 def bayes_network(context: dg.AssetExecutionContext, inbox: InboxResource,
                   registry: ModelRegistryResource) -> dg.MaterializeResult:
     """The Bayesian network fusing the champion's score band with rule signals."""
-    from aios.plots import calibration_plot
+    from aios.usecases.plots import calibration_plot
     from models.bayes import evidence_frame, fit_network
     from models.calibration import expected_calibration_error, reliability_table
     from models.classifier import score

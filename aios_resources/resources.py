@@ -1,6 +1,6 @@
 """Resources wrapping the pure stores, registry, connectors and policy, built from `dg.EnvVar`.
 
-`aios.settings` resolves the active profile into `AIOS_RESOLVED_*` variables; the
+`aios.kernel.settings` resolves the active profile into `AIOS_RESOLVED_*` variables; the
 resources read those, so one code path serves the embedded and production profiles.
 """
 
@@ -12,8 +12,8 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from aios.db import ensure_tables, get_engine
-from aios.settings import Settings, export_resource_env
+from aios.kernel.db import ensure_tables, get_engine
+from aios.kernel.settings import Settings, export_resource_env
 
 GATES = ("data_quality", "drift")
 
@@ -84,7 +84,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
     def load_champion(self) -> tuple[Any, str]:
         """The model under `model_name@alias` and its registry version."""
-        from models.registry import load_by_alias
+        from connectors.registry import load_by_alias
 
         try:
             model, ref = load_by_alias(self.tracking_uri, self.model_name, self.alias)
@@ -136,7 +136,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         db = dg.EnvVar("AIOS_RESOLVED_DATABASE_URL")
         mlflow_uri = dg.EnvVar("AIOS_RESOLVED_MLFLOW_URI")
         home = dg.EnvVar("AIOS_RESOLVED_HOME")
-        from aios.settings import get_settings
+        from aios.kernel.settings import get_settings
 
         model_name, alias = get_settings().model_name, get_settings().model_alias
     return {

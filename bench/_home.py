@@ -19,7 +19,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from aios.settings import Settings
+from aios.kernel.settings import Settings
 
 HISTORY_DAYS = 100
 CLAIMS_PER_DAY = 300
@@ -27,7 +27,7 @@ N_POLICIES = 8000
 
 
 def _is_trained(settings: Settings) -> bool:
-    from models.registry import resolve_alias
+    from connectors.registry import resolve_alias
 
     if not (settings.policies_path.exists() and (settings.artifacts_dir / "bayes" / "current.json").exists()):
         return False
@@ -56,7 +56,7 @@ def trained_settings() -> Settings:
             raise RuntimeError(f"AIOS_BENCH_HOME={named} holds no trained model (run `aios generate` and `aios train`)")
         print(f"[bench] reusing trained home {s.home}", flush=True)
         return s
-    from aios.datasets import generate_history
+    from aios.usecases.datasets import generate_history
 
     s = Settings(home=Path(tempfile.mkdtemp(prefix="aios-bench-")))
     atexit.register(shutil.rmtree, s.home, ignore_errors=True)

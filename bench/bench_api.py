@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aios.settings import Settings
+from aios.kernel.settings import Settings
 from bench._home import child_env, trained_settings
 
 GOAL_P95_MS = 20.0

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aios.settings import Settings
+from aios.kernel.settings import Settings
 from bench._home import trained_settings
 
 SINGLE_SAMPLE = 200

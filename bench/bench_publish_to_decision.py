@@ -22,9 +22,9 @@ import uuid
 
 import sqlalchemy as sa
 
-from aios.datasets import drop_batch
-from aios.db import get_engine
-from aios.stores import decisions_table
+from aios.usecases.datasets import drop_batch
+from aios.kernel.db import get_engine
+from connectors.stores.decisions import decisions_table
 from bench._home import child_env, trained_settings
 from connectors.bus import open_bus
 from connectors.bus.local_servers import ensure_nats_server, ensure_pubsub_emulator

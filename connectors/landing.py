@@ -13,7 +13,7 @@ is landed twice or lost.
 - Each landing writes a `landing_batches` row; the batch id is derived from the
   source and the sorted message ids, so a retried batch gets the same id.
 
-Tables are SQLAlchemy Core on `aios.db.metadata`: the same code runs on SQLite and
+Tables are SQLAlchemy Core on `aios.kernel.db.metadata`: the same code runs on SQLite and
 PostgreSQL. Inserts are `INSERT .. ON CONFLICT DO NOTHING .. RETURNING` (one
 multi-row statement per chunk), so counts stay exact even when two landers race.
 """
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from aios.db import ensure_tables, insert_ignore, metadata
-from aios.schemas import Claim, describe_validation_error
+from aios.kernel.db import ensure_tables, insert_ignore, metadata
+from aios.kernel.contracts import Claim, describe_validation_error
 from connectors.bus.base import BusMessage
 
 if TYPE_CHECKING:  # pragma: no cover

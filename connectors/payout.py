@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from aios.db import ensure_tables, insert_ignore, metadata
-from connectors.gates import gate_failures
+from aios.kernel.db import ensure_tables, insert_ignore, metadata
+from connectors.stores.gates import gate_failures
 
 payouts_table = sa.Table(
     "payouts", metadata,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from governance.ledger import canonical_json  # the one canonical form, shared with the ledger
+from aios.kernel.canonical import canonical_json  # the one canonical form, shared with the ledger
 from governance.policy import PolicySet
 from models.bayes import FraudNetwork, evidence_frame
 from models.classifier import feature_contributions, score

@@ -112,7 +112,7 @@ def override_counts(reviews: pd.DataFrame) -> pd.DataFrame:
     """Per partition: final review decisions, overrides, and the override rate.
 
     `reviews` has partition, decision and leaning, both `approve` or `reject`: the reviewer's final
-    decision and the model's leaning when it was made (aios.reviews records both). A decision
+    decision and the model's leaning when it was made (connectors.stores.reviews records both). A decision
     against the leaning is an override.
     """
     r = reviews[reviews["decision"].isin(["approve", "reject"])]

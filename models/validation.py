@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from aios.schemas import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, describe_validation_error
+from aios.kernel.contracts import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, describe_validation_error
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

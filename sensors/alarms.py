@@ -26,7 +26,7 @@ def _cursor(raw: str | None) -> dict:
                        "human override rate moves more than config/slo.yaml allows.")
 def alarm_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
     """One slo_job run per new drift or override-rate breach of a partition; else a SkipReason."""
-    from aios.alarms import drift_gates_after, record_alarm, review_outcomes
+    from connectors.stores.alarms import drift_gates_after, record_alarm, review_outcomes
     from models.slo import drift_alarm, load_slo, override_alarm, override_change, override_counts
 
     slo = load_slo()

@@ -11,8 +11,8 @@ import os
 
 import dagster as dg
 
-from aios.bus_config import BusConfig, Subscription, load_bus_config
-from aios.settings import Profile, get_settings
+from aios.kernel.bus_config import BusConfig, Subscription, load_bus_config
+from aios.kernel.settings import Profile, get_settings
 from aios_resources import StoresResource
 
 
@@ -33,7 +33,7 @@ def build_bus_sensor(sub: Subscription, bounds: BusConfig) -> dg.SensorDefinitio
     def _bus_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
         import time
 
-        from aios.tracing import flush, record_claim_spans
+        from aios.kernel.tracing import flush, record_claim_spans
         from connectors.bus import open_bus
         from connectors.landing import pull_and_land, read_batch
 

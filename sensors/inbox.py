@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from aios.settings import Settings
+from aios.kernel.settings import Settings
 from aios_resources import InboxResource
 from connectors.inbox import SUFFIXES, land_file, list_inbox, reject_file
 

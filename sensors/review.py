@@ -28,7 +28,7 @@ MAX_ACTIONS_PER_TICK = 10_000
            description="Turns reviewer approvals into payout runs per partition; reports claims still waiting.")
 def review_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
     """Payout runs for partitions with approved, unpaid cases; observations of what still waits."""
-    from aios.reviews import actions_since, approved_partitions, ensure_review_tables, waiting_counts
+    from connectors.stores.reviews import actions_since, approved_partitions, ensure_review_tables, waiting_counts
 
     engine = stores.engine()
     ensure_review_tables(engine)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from aios.settings import Settings, get_settings
+from aios.kernel.settings import Settings, get_settings
 from service.decisions_api import ACTOR, install_decisions_api, service_version
 from service.metrics import install_metrics
 from service.model_pins import DEFAULT_CHECK_SECONDS, ModelPins, Pinned

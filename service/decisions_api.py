@@ -1,6 +1,6 @@
 """The sync decision API: `POST /v1/decisions` and `GET /v1/claims/{claim_id}`.
 
-A request goes through the batch path's own functions: the claim contract (`aios.schemas.Claim`
+A request goes through the batch path's own functions: the claim contract (`aios.kernel.contracts.Claim`
 plus the business rules of `models/validation.py`, as field constraints so a 422 names the field),
 the documents (sent inline, else read from the document store by `document_refs`, as the batch
 path reads them), `models.features.build_features`, and `models.decision.decide` with the pinned
@@ -37,14 +37,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, conlist, field_validator
 
-from aios.audit import ledger as audit_ledger
-from aios.audit import record_decisions
-from aios.db import ensure_tables, get_engine
-from aios.schemas import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Route
-from aios.settings import Settings
-from aios.snapshots import save_snapshots
-from aios.stores import decisions_table, enqueue_reviews, review_cases, upsert_decisions
-from aios.tracing import claim_trace_hex, record_claim_spans
+from connectors.stores.audit import ledger as audit_ledger
+from connectors.stores.audit import record_decisions
+from aios.kernel.db import ensure_tables, get_engine
+from aios.kernel.contracts import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Route
+from aios.kernel.settings import Settings
+from connectors.stores.snapshots import save_snapshots
+from connectors.stores.decisions import decisions_table, enqueue_reviews, review_cases, upsert_decisions
+from aios.kernel.tracing import claim_trace_hex, record_claim_spans
 from connectors.documents import DocumentStore
 from models.decision import decide
 from models.features import build_features, feature_version

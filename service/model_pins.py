@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aios.settings import Settings
+from aios.kernel.settings import Settings
 from governance.policy import PolicySet, load_policy_set
 from models.bayes import FraudNetwork
 from models.decision import DecisionModels
-from models.registry import RegisteredModel, load_model, resolve_alias
+from connectors.registry import RegisteredModel, load_model, resolve_alias
 
 log = logging.getLogger("aios.service.pins")
 

@@ -14,7 +14,7 @@ for _key in [k for k in os.environ if k.startswith("AIOS_RESOLVED_")]:
 
 import pytest  # noqa: E402
 
-from aios.settings import get_settings  # noqa: E402
+from aios.kernel.settings import get_settings  # noqa: E402
 
 # Small but realistic: enough labelled fraud to train and calibrate, quick to fit.
 TEST_HISTORY_DAYS = 100
@@ -48,7 +48,7 @@ def defs():
 @pytest.fixture(scope="session")
 def trained(settings, instance, defs):
     """History generated and the training job materialized: classifier @champion, network, drift reference."""
-    from aios.datasets import generate_history
+    from aios.usecases.datasets import generate_history
 
     generate_history(settings, TEST_HISTORY_DAYS, TEST_CLAIMS_PER_DAY, settings.seed, n_policies=8000)
     result = defs.resolve_job_def("training_job").execute_in_process(instance=instance)
@@ -61,7 +61,7 @@ def run_day(trained, instance, defs):
     """Drop a day's batch into the inbox, let the inbox sensor land it, and run the claims job for that day."""
     import dagster as dg
 
-    from aios.datasets import drop_batch
+    from aios.usecases.datasets import drop_batch
     from sensors.inbox import inbox_sensor
 
     def _run(day: str, **drop_kwargs):

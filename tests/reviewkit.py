@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from aios import reviews
-from aios.db import ensure_tables, get_engine
-from aios.settings import Settings
-from aios.stores import enqueue_reviews, review_cases, save_decisions
-from connectors.gates import record_gate
+from connectors.stores import reviews
+from aios.kernel.db import ensure_tables, get_engine
+from aios.kernel.settings import Settings
+from connectors.stores.decisions import enqueue_reviews, review_cases, save_decisions
+from connectors.stores.gates import record_gate
 from governance.policy import PolicySet, load_policy_set
 
 PASSWORD = "correct horse battery"

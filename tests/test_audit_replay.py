@@ -6,11 +6,11 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from aios.db import get_engine
-from aios.replay import counterfactual, replay_claim, replay_partition
-from aios.snapshots import feature_snapshots
-from aios.stores import decisions_table, read_table
-from governance.ledger import AuditLedger
+from aios.kernel.db import get_engine
+from aios.usecases.replay import counterfactual, replay_claim, replay_partition
+from connectors.stores.snapshots import feature_snapshots
+from connectors.stores.decisions import decisions_table, read_table
+from connectors.stores.ledger import AuditLedger
 from governance.policy import POLICY_DIR
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ def test_counterfactual_with_a_stricter_policy_moves_claims_to_review(day_run, s
 
 
 def test_model_card_states_live_versions_and_metrics(day_run, settings):
-    from aios.model_card import write_model_card
+    from aios.usecases.model_card import write_model_card
 
     text = write_model_card(settings).read_text()
     decisions = read_table(day_run, decisions_table, DAY)
@@ -104,7 +104,7 @@ def test_model_card_states_live_versions_and_metrics(day_run, settings):
 
 
 def test_a_paid_claims_trace_links_its_spans_from_ingest_to_payout(day_run):
-    from aios.tracing import claim_trace_hex, flush, read_spans
+    from aios.kernel.tracing import claim_trace_hex, flush, read_spans
 
     flush()
     decisions = read_table(day_run, decisions_table, DAY)

@@ -162,8 +162,8 @@ def test_override_alarm_fires_when_the_override_rate_moves_more_than_the_configu
     rows.append({"partition": "2026-10-08", "decision": "reject", "leaning": "approve"})
     again = override_alarm(override_change(override_counts(pd.DataFrame(rows)), "2026-10-08", slo), slo)
     assert again.value != alarm.value and again.key == alarm.key
-    from aios.alarms import read_alarms, record_alarm
-    from aios.db import get_engine
+    from connectors.stores.alarms import read_alarms, record_alarm
+    from aios.kernel.db import get_engine
 
     engine = get_engine(f"sqlite:///{tmp_path / 'alarms.db'}")
     assert record_alarm(engine, alarm) is True
@@ -174,7 +174,7 @@ def test_override_alarm_fires_when_the_override_rate_moves_more_than_the_configu
 def test_drift_alarm_fires_on_an_injected_shift_and_stays_quiet_on_a_clean_batch(tmp_path):
     import dagster as dg
 
-    from aios.alarms import read_alarms
+    from connectors.stores.alarms import read_alarms
     from aios_assets.checks import drift_result
     from aios_resources import StoresResource
     from models.features import FEATURE_COLUMNS, build_features

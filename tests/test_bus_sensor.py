@@ -5,10 +5,10 @@ import json
 import dagster as dg
 import pytest
 
-from aios.bus_config import BusConfig, Subscription
-from aios.datasets import drop_batch
-from aios.db import get_engine
-from aios.stores import decisions_table, quarantine_table, read_table
+from aios.kernel.bus_config import BusConfig, Subscription
+from aios.usecases.datasets import drop_batch
+from aios.kernel.db import get_engine
+from connectors.stores.decisions import decisions_table, quarantine_table, read_table
 from connectors.bus import open_bus
 from connectors.inbox import read_claims_file
 from connectors.landing import dead_letter_rows, landed_count
@@ -70,7 +70,7 @@ def test_published_claims_are_landed_once_and_decided_per_day(kind, day, request
     decided = read_table(engine, decisions_table, day)
     quarantined = read_table(engine, quarantine_table, day)
     assert len(decided) + len(quarantined) == landed
-    from aios.summary import partition_summary
+    from aios.usecases.summary import partition_summary
 
     summary = partition_summary(settings, day)  # a bus-only day: claims_in comes from the landing store
     assert summary["claims_in"] == landed

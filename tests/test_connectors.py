@@ -5,8 +5,8 @@ import json
 import dagster as dg
 import pytest
 
-from aios.db import get_engine
-from connectors.gates import record_gate
+from aios.kernel.db import get_engine
+from connectors.stores.gates import record_gate
 from connectors.payout import PayoutConnector, PayoutInstruction, PayoutRefused
 
 

@@ -13,19 +13,20 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from aios.db import get_engine
-from aios.settings import Settings
-from aios.stores import decisions_table, read_table, save_decisions
-from aios.tracing import claim_trace_hex
+from aios.kernel.db import get_engine
+from aios.kernel.settings import Settings
+from connectors.stores.decisions import decisions_table, read_table, save_decisions
+from aios.kernel.tracing import claim_trace_hex
 from connectors.documents import DocumentStore
 from connectors.inbox import read_claims_file
-from governance.ledger import AuditLedger
+from connectors.stores.ledger import AuditLedger
 from governance.policy import load_policy_set
 from models.bayes import FraudNetwork
-from models.decision import DECISION_COLUMNS, DecisionModels, canonical_json, decide
+from aios.kernel.canonical import canonical_json
+from models.decision import DECISION_COLUMNS, DecisionModels, decide
 from models.features import build_features
 from models.generator import Book, generate_claims, to_inbox_records
-from models.registry import load_by_alias, load_model, log_and_register, resolve_alias, set_alias
+from connectors.registry import load_by_alias, load_model, log_and_register, resolve_alias, set_alias
 from models.validation import validate_claims
 from service.app import create_app
 from service.decisions_api import ACTOR, field_name

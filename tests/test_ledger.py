@@ -19,17 +19,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aios.db import get_engine
-from governance.ledger import (
-    GENESIS_HASH,
-    HASHED_FIELDS,
-    SQLITE_TRIGGERS,
-    AuditLedger,
-    canonical_json,
-    install_postgres_guards,
-    row_hash,
-    verify_records,
-)
+from aios.kernel.db import get_engine
+from aios.kernel.canonical import canonical_json
+from connectors.stores.ledger import SQLITE_TRIGGERS, AuditLedger, install_postgres_guards
+from governance.hashchain import GENESIS_HASH, HASHED_FIELDS, row_hash, verify_records
 
 N = 10  # rows in the tamper template
 FIELDS = (*HASHED_FIELDS, "hash")
@@ -268,7 +261,7 @@ def test_append_refuses_when_head_and_last_row_disagree(tmp_path: Path) -> None:
         con.execute(f"DROP TRIGGER {trig}")
     con.execute("DELETE FROM audit_ledger WHERE seq = 3")
     con.close()
-    from governance.ledger import LedgerError
+    from connectors.stores.ledger import LedgerError
 
     with pytest.raises(LedgerError, match="does not match"):
         ledger.append("score", "x")
@@ -330,8 +323,8 @@ def test_export_filters_by_time(tmp_path: Path) -> None:
 def test_audit_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from aios.settings import get_settings
-    from governance.audit_cli import audit_app
+    from aios.kernel.settings import get_settings
+    from aios.cli.audit import audit_app
 
     db = tmp_path / "cli.db"
     monkeypatch.setenv("AIOS_DATABASE_URL", sqlite_url(db))

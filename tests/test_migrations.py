@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from aios.schema import VERSION_TABLE, all_tables, current_revision, upgrade
+from connectors.stores.schema import VERSION_TABLE, all_tables, current_revision, upgrade
 
 try:
     from tests.servers import postgres_url  # noqa: F401 - fixture

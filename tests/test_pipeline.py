@@ -4,9 +4,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from aios.db import get_engine
-from aios.stores import decisions_table, quarantine_table, read_table
-from aios.summary import partition_summary
+from aios.kernel.db import get_engine
+from connectors.stores.decisions import decisions_table, quarantine_table, read_table
+from aios.usecases.summary import partition_summary
 from connectors.payout import payouts_table
 
 pytestmark = pytest.mark.slow
@@ -88,10 +88,10 @@ def test_a_claim_once_put_before_people_is_not_auto_paid_on_a_rerun(tmp_path):
     """A re-run that now routes a reviewed (here: rejected) claim to auto_approve does not pay it."""
     import pandas as pd
 
-    from aios.stores import enqueue_reviews, review_cases
+    from connectors.stores.decisions import enqueue_reviews, review_cases
     from aios_assets.claims import payouts
     from aios_resources import PayoutResource, StoresResource
-    from connectors.gates import record_gate
+    from connectors.stores.gates import record_gate
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
     day = "2026-10-01"

@@ -383,7 +383,7 @@ def test_evaluation_is_thread_safe(policy: PolicySet) -> None:
 def test_policy_check_cli(policy_dir: Path) -> None:
     from typer.testing import CliRunner
 
-    from governance.policy_cli import policy_app
+    from aios.cli.policy import policy_app
 
     runner = CliRunner()
     ok = runner.invoke(policy_app, ["check", str(policy_dir)])

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from aios import reviews
-from aios.stores import review_cases
+from connectors.stores import reviews
+from connectors.stores.decisions import review_cases
 from service.review import install
 
 try:
@@ -353,8 +353,8 @@ def test_the_service_app_mounts_the_review_ui(world):
 def test_aios_users_add_creates_a_hashed_account_that_can_sign_in(settings):
     from typer.testing import CliRunner
 
-    from aios.db import get_engine
-    from aios.users_cli import users_app
+    from aios.kernel.db import get_engine
+    from aios.cli.users import users_app
 
     secret = "cli-made-Passw0rd"
     runner = CliRunner()

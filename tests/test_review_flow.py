@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from aios import reviews
+from connectors.stores import reviews
 from aios_assets.review import review_payouts
 from aios_resources import build_resources
 from connectors.payout import payouts_table
-from governance.ledger import AuditLedger
+from connectors.stores.ledger import AuditLedger
 from sensors.review import review_sensor
 
 try:
@@ -166,7 +166,7 @@ def test_payout_code_refuses_a_large_claim_without_four_eyes_even_if_marked_appr
     amount = env.policy.four_eyes_amount + 5000
     env.cases(DAY, {"BIG": (amount, 0.1)})
     _approve(env, "BIG", env.user("sam", "senior_reviewer"))
-    from aios.stores import review_cases
+    from connectors.stores.decisions import review_cases
 
     with env.engine.begin() as conn:  # someone bypasses the review store
         conn.execute(review_cases.update().where(review_cases.c.claim_id == "BIG").values(status="approved"))
@@ -326,7 +326,7 @@ def test_the_sensor_requests_payout_runs_only_for_days_the_daily_job_can_run(env
 def test_a_claim_resubmitted_on_another_day_keeps_its_one_review_case(env):
     import pandas as pd
 
-    from aios.stores import enqueue_reviews, review_cases
+    from connectors.stores.decisions import enqueue_reviews, review_cases
 
     row = {"claim_id": "R-1", "route": "human_review", "amount": 100.0, "currency": "EUR", "p_fraud": 0.1,
            "p_fraud_low": 0.05, "p_fraud_high": 0.2}

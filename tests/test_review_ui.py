@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from aios import reviews
-from aios.db import get_engine
-from aios.settings import PROJECT_ROOT
-from aios.stores import decisions_table, review_cases
+from connectors.stores import reviews
+from aios.kernel.db import get_engine
+from aios.kernel.settings import PROJECT_ROOT
+from connectors.stores.decisions import decisions_table, review_cases
 from connectors.payout import payouts_table
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -1,7 +1,7 @@
 """The reviewer's UI: server-rendered pages under /review for working the human-review queue.
 
 `install(app, settings)` adds it to the service app (one call in `service.app.create_app`). Accounts
-come from `aios users add NAME --role ROLE`; decisions go to the review store (`aios.reviews`) and
+come from `aios users add NAME --role ROLE`; decisions go to the review store (`connectors.stores.reviews`) and
 the audit ledger; the review sensor in Dagster turns approvals into payouts.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from aios.settings import Settings, get_settings
+from aios.kernel.settings import Settings, get_settings
 
 
 def install(app: FastAPI, settings: Settings | None = None) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aios.db import ensure_tables, get_engine
-from aios.reviews import ensure_review_tables, leaning_threshold
-from aios.settings import Settings
+from aios.kernel.db import ensure_tables, get_engine
+from connectors.stores.reviews import ensure_review_tables, leaning_threshold
+from aios.kernel.settings import Settings
 from connectors.documents import DocumentStore
 from connectors.inbox import SUFFIXES, read_claims_file
-from aios.audit import ledger, record_user_change
-from governance.ledger import AuditLedger
+from connectors.stores.audit import ledger, record_user_change
+from connectors.stores.ledger import AuditLedger
 from governance.policy import PolicySet, load_policy_set
 
 CLAIM_FIELDS = ("claim_id", "policy_id", "customer_id", "submitted_at", "incident_date", "claim_type", "amount",

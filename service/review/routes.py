@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from aios import reviews
-from aios.reviews import InvalidInput, NotAllowed, QueueFilter, ReviewError
-from governance.ledger import audit_ledger
+from connectors.stores import reviews
+from connectors.stores.reviews import InvalidInput, NotAllowed, QueueFilter, ReviewError
+from connectors.stores.ledger import audit_ledger
 
 from service.review.context import parse_drivers, parse_rationale
 from service.review.web import (

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.exceptions import HTTPException
 
-from aios.reviews import NotAllowed, ReviewError, Session, load_session
+from connectors.stores.reviews import NotAllowed, ReviewError, Session, load_session
 
 from service.review.context import ReviewContext
 
@@ -108,7 +108,7 @@ def require(request: Request, action: str | None = None) -> Session:
 
 def require_csrf(session: Session, submitted: str | None) -> None:
     """Refuse a form whose CSRF token is not this session's."""
-    from aios.reviews import csrf_ok
+    from connectors.stores.reviews import csrf_ok
 
     if not csrf_ok(session, submitted):
         raise CsrfRefused

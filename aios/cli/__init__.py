@@ -1,0 +1,1 @@
+"""The `aios` command line (typer): thin callers of the use cases."""

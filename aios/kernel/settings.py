@@ -1,0 +1,147 @@
+"""One settings object, read from `AIOS_*` environment variables, selects the profile.
+
+The embedded profile (default) keeps everything under `.aios/` in SQLite and needs
+no server. The production profile points the stores, MLflow and the Dagster
+instance at PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Profile(str, Enum):
+    """The deployment profile: embedded (SQLite under `.aios/`) or production (PostgreSQL)."""
+
+    embedded = "embedded"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform; each field is the env var `AIOS_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="AIOS_", extra="ignore")
+
+    profile: Profile = Profile.embedded
+    home: Path = Field(default=PROJECT_ROOT / ".aios", description="Root of all local state.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the platform stores.")
+    postgres_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/aios"
+    mlflow_tracking_uri: str | None = None
+    dagster_database_url: str | None = Field(default=None, description="Dagster instance storage (production).")
+    model_name: str = "aios-fraud"
+    model_alias: str = "champion"
+    partition_start: str = "2026-01-01"
+    demo_date: str = "2026-11-20"
+    history_days: int = 150
+    claims_per_day: int = 400
+    seed: int = 7
+    quarantine_max_share: float = Field(default=0.05, description="Blocking check bound on quarantined share.")
+    drift_share_threshold: float = Field(default=0.5, description="Share of drifted columns that fails the drift check.")
+
+    @property
+    def inbox_dir(self) -> Path:
+        """The file-drop inbox where claims files arrive."""
+        return self.home / "inbox"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where landed inbox files go, one folder per day."""
+        return self.home / "landing"
+
+    @property
+    def rejected_dir(self) -> Path:
+        """Where inbox files that cannot be landed are moved."""
+        return self.home / "inbox-rejected"
+
+    @property
+    def documents_dir(self) -> Path:
+        """The claim document store."""
+        return self.home / "documents"
+
+    @property
+    def data_dir(self) -> Path:
+        """Generated data: the claims history and the reference data."""
+        return self.home / "data"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Local artifacts: plots and Bayesian networks."""
+        return self.home / "artifacts"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """The MLflow artifact store."""
+        return self.home / "mlartifacts"
+
+    @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance directory (DAGSTER_HOME)."""
+        return self.home / "dagster"
+
+    @property
+    def history_path(self) -> Path:
+        """The labelled claims history (parquet)."""
+        return self.data_dir / "history.parquet"
+
+    @property
+    def policies_path(self) -> Path:
+        """The book of policies, the claims' reference data (parquet)."""
+        return self.data_dir / "policies.parquet"
+
+    @property
+    def db_url(self) -> str:
+        """The stores' SQLAlchemy URL for the active profile."""
+        if self.database_url:
+            return self.database_url
+        if self.profile is Profile.production:
+            return self.postgres_url
+        return f"sqlite:///{self.home / 'aios.kernel.db'}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        """MLflow tracking + registry URI for the active profile."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.profile is Profile.production:
+            return self.postgres_url.rsplit("/", 1)[0] + "/aios_mlflow"
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def dagster_storage_url(self) -> str:
+        """PostgreSQL URL of the Dagster instance storage on the production profile."""
+        return self.dagster_database_url or self.postgres_url.rsplit("/", 1)[0] + "/aios_dagster"
+
+    def ensure_dirs(self) -> None:
+        """Create the local state folders of the profile."""
+        for d in (self.home, self.inbox_dir, self.landing_dir, self.rejected_dir, self.documents_dir,
+                  self.data_dir, self.artifacts_dir, self.mlflow_artifacts_dir, self.dagster_home):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def resource_env(self) -> dict[str, str]:
+        """The resolved values the Dagster resources read through `dg.EnvVar`."""
+        return {
+            "AIOS_RESOLVED_DATABASE_URL": self.db_url,
+            "AIOS_RESOLVED_MLFLOW_URI": self.mlflow_uri,
+            "AIOS_RESOLVED_HOME": str(self.home),
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()
+
+
+def export_resource_env(settings: Settings | None = None) -> None:
+    """Put resolved settings into the environment for `dg.EnvVar` (explicit env vars win)."""
+    s = settings or get_settings()
+    for key, value in s.resource_env().items():
+        os.environ.setdefault(key, value)

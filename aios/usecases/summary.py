@@ -1,0 +1,70 @@
+"""The run summary: what happened to a partition, from the stores (not from the run's own report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from aios.kernel.db import ensure_tables, get_engine
+from aios.kernel.settings import Settings
+from connectors.stores.decisions import decisions_table, quarantine_table
+from connectors.stores.gates import latest_gates
+from connectors.inbox import SUFFIXES, read_claims_file
+from connectors.landing import landed_claims
+from connectors.payout import payouts_table
+
+SUMMARY_KEYS = ("claims_in", "quarantined", "auto_approve", "human_review", "refer_siu", "paid",
+                "drift_detected", "versions")
+
+
+def partition_summary(settings: Settings, partition: str) -> dict:
+    """Counts for a partition: rows landed, quarantined, per route, paid; drift verdict; versions in force."""
+    engine = get_engine(settings.db_url)
+    ensure_tables(engine)
+    folder = settings.landing_dir / partition
+    claims_in = sum(len(read_claims_file(p)) for p in sorted(folder.glob("*")) if p.suffix in SUFFIXES) \
+        if folder.exists() else 0
+    with engine.connect() as conn:
+        # claims that came by bus are in the landing store, not in files
+        claims_in += conn.execute(sa.select(sa.func.count()).select_from(landed_claims)
+                                  .where(landed_claims.c.partition == partition)).scalar_one()
+        quarantined = conn.execute(sa.select(sa.func.count()).select_from(quarantine_table)
+                                   .where(quarantine_table.c.partition == partition)).scalar_one()
+        routes = dict(conn.execute(sa.select(decisions_table.c.route, sa.func.count())
+                                   .where(decisions_table.c.partition == partition)
+                                   .group_by(decisions_table.c.route)).all())
+        paid = conn.execute(sa.select(sa.func.count()).select_from(payouts_table)
+                            .where(payouts_table.c.partition == partition)).scalar_one()
+        versions = conn.execute(sa.select(decisions_table.c.versions)
+                                .where(decisions_table.c.partition == partition).limit(1)).scalar()
+    gates = latest_gates(engine, partition)
+    drift = gates.get("drift")
+    return {
+        "partition": partition,
+        "claims_in": int(claims_in),
+        "quarantined": int(quarantined),
+        "auto_approve": int(routes.get("auto_approve", 0)),
+        "human_review": int(routes.get("human_review", 0)),
+        "refer_siu": int(routes.get("refer_siu", 0)),
+        "paid": int(paid),
+        "drift_detected": None if drift is None else (not drift[0]),
+        "gates": {k: {"passed": v[0], "detail": v[1]} for k, v in gates.items()},
+        "versions": json.loads(versions) if versions else {},
+    }
+
+
+def write_summary(summary: dict, path: Path) -> Path:
+    """Write the summary as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def summary_frame(summary: dict) -> pd.DataFrame:
+    """The summary as a two-column table (for printing)."""
+    rows = [(k, summary[k] if k != "versions" else ", ".join(f"{a}={b}" for a, b in summary[k].items()))
+            for k in SUMMARY_KEYS]
+    return pd.DataFrame(rows, columns=["what", "value"])

@@ -1,0 +1,1 @@
+"""Stores: every table of the platform and the code that reads and writes it (SQLAlchemy)."""
