@@ -44,24 +44,24 @@ def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
                stores: StoresResource) -> dg.Output[pd.DataFrame]:
     """The day's landed claim rows as submitted (inbox files and bus messages)."""
     from connectors.stores.audit import record_ingest
-    from connectors.inbox import SUFFIXES, read_claims_file
+    from connectors.inbox import read_landed_day
     from connectors.landing import read_partition
 
     t0 = time.time_ns()
-    folder = inbox.landing_dir(context.partition_key)
-    files = sorted(p for p in folder.glob("*") if p.suffix in SUFFIXES) if folder.exists() else []
-    frames = [read_claims_file(p) for p in files]
+    frames, files, refused = read_landed_day(inbox.landing_dir(context.partition_key), inbox.settings.rejected_dir)
+    for name, reason in refused.items():
+        context.log.warning(f"landed file {name} cannot be read and was moved to the rejected folder: {reason}")
     engine = stores.engine()
     bus = read_partition(engine, context.partition_key, with_meta=True)
     if len(bus):
         bus["_source"] = "bus:" + bus["source"] + ":" + bus["batch_id"]
         frames.append(bus.drop(columns=["message_id", "source", "batch_id", "partition", "landed_at"]))
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": []})
-    sources = [p.name for p in files] + sorted(set(bus["_source"])) if len(bus) else [p.name for p in files]
+    sources = files + sorted(set(bus["_source"])) if len(bus) else list(files)
     record_ingest(engine, context.partition_key, "inbox+bus", len(raw), sources, trace_id=context.run_id)
     _spans(context, "ingest", raw["claim_id"] if "claim_id" in raw else [], t0)
-    return dg.Output(raw, metadata={"rows": len(raw), "bus_rows": len(bus),
-                                    "files": dg.MetadataValue.json([p.name for p in files])})
+    return dg.Output(raw, metadata={"rows": len(raw), "bus_rows": len(bus), "files": dg.MetadataValue.json(files),
+                                    "files_rejected": dg.MetadataValue.json(refused)})
 
 
 @dg.multi_asset(

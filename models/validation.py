@@ -31,6 +31,14 @@ class ValidationResult:
     quarantined: pd.DataFrame  # claim_id, source, reasons (list[str]), raw (dict)
 
 
+def _quarantine_id(value: Any) -> str | None:
+    """The claim id a quarantine record is filed under: the submitted id when it is usable text, else None
+    (the raw row keeps whatever was sent)."""
+    if isinstance(value, str) and 0 < len(value) <= 80 and value.isprintable():
+        return value
+    return None
+
+
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
     """Blank and NaN values count as absent, so a missing field says 'Field required'."""
     out = {}
@@ -108,7 +116,7 @@ def validate_claims(raw: pd.DataFrame, source: str = "batch", seen_claim_ids: se
         try:
             claim = Claim.model_validate(_clean(record))
         except ValidationError as err:
-            quarantined.append({"claim_id": record.get("claim_id"), "source": row_source,
+            quarantined.append({"claim_id": _quarantine_id(record.get("claim_id")), "source": row_source,
                                 "reasons": describe_validation_error(err), "raw": record})
             continue
         if claim.claim_id in seen:

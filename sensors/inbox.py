@@ -8,7 +8,7 @@ import dagster as dg
 
 from aios.kernel.settings import Settings
 from aios_resources import InboxResource
-from connectors.inbox import SUFFIXES, land_file, list_inbox, reject_file
+from connectors.inbox import land_file, list_inbox, reject_file, triage_inbox_file
 
 # Bounded cursor: fingerprints of the files landed most recently. Files leave the inbox when
 # landed, so the cursor only has to cover a crash between landing and the cursor update.
@@ -33,11 +33,9 @@ def collect_inbox(settings: Settings, seen: list[str]) -> InboxTick:
         fp = f.fingerprint
         if fp in known:
             continue
-        if f.path.suffix not in SUFFIXES:
-            reject_file(f, settings.rejected_dir, f"unsupported file type {f.path.suffix!r}; expected {SUFFIXES}")
-            tick.rejected.append(f.path.name)
-        elif f.partition is None:
-            reject_file(f, settings.rejected_dir, "file name carries no valid YYYY-MM-DD day")
+        reason = triage_inbox_file(f)
+        if reason is not None:
+            reject_file(f, settings.rejected_dir, reason)
             tick.rejected.append(f.path.name)
         else:
             land_file(f, settings.landing_dir)

@@ -6,6 +6,7 @@ A wrong field is an error that names the field and the reason.
 from __future__ import annotations
 
 from datetime import date, datetime
+import re
 from enum import Enum
 from typing import Any
 
@@ -22,6 +23,8 @@ class Route(str, Enum):
 
 
 CLAIM_TYPES = ("auto", "home", "travel", "health")
+# A document reference is a plain name: letters, digits, dot, underscore, dash; no path, no NUL.
+DOC_REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHANNELS = ("web", "app", "phone", "agent")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF")
 
@@ -54,6 +57,15 @@ class Claim(BaseModel):
         if isinstance(v, str):
             return [r for r in v.split(";") if r]
         return v
+
+    @field_validator("document_refs")
+    @classmethod
+    def _plain_refs(cls, refs: list[str]) -> list[str]:
+        for ref in refs:
+            if not DOC_REF_PATTERN.match(ref):
+                raise ValueError(f"{ref[:80]!r} is not a plain document name (letters, digits, '.', '_', '-'; "
+                                 "at most 128 characters)")
+        return refs
 
     @field_validator("description", mode="before")
     @classmethod

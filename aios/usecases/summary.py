@@ -12,7 +12,7 @@ from aios.kernel.db import ensure_tables, get_engine
 from aios.kernel.settings import Settings
 from connectors.stores.decisions import decisions_table, quarantine_table
 from connectors.stores.gates import latest_gates
-from connectors.inbox import SUFFIXES, read_claims_file
+from connectors.inbox import SUFFIXES, UnreadableFile, read_claims_file
 from connectors.landing import landed_claims
 from connectors.payout import payouts_table
 
@@ -20,12 +20,19 @@ SUMMARY_KEYS = ("claims_in", "quarantined", "auto_approve", "human_review", "ref
                 "drift_detected", "versions")
 
 
+def _rows_in(path) -> int:
+    try:
+        return len(read_claims_file(path))
+    except UnreadableFile:
+        return 0  # the next run of its day moves it to the rejected folder
+
+
 def partition_summary(settings: Settings, partition: str) -> dict:
     """Counts for a partition: rows landed, quarantined, per route, paid; drift verdict; versions in force."""
     engine = get_engine(settings.db_url)
     ensure_tables(engine)
     folder = settings.landing_dir / partition
-    claims_in = sum(len(read_claims_file(p)) for p in sorted(folder.glob("*")) if p.suffix in SUFFIXES) \
+    claims_in = sum(_rows_in(p) for p in sorted(folder.glob("*")) if p.suffix in SUFFIXES) \
         if folder.exists() else 0
     with engine.connect() as conn:
         # claims that came by bus are in the landing store, not in files

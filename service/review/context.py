@@ -15,7 +15,7 @@ from aios.kernel.db import ensure_tables, get_engine
 from connectors.stores.reviews import ensure_review_tables, leaning_threshold
 from aios.kernel.settings import Settings
 from connectors.documents import DocumentStore
-from connectors.inbox import SUFFIXES, read_claims_file
+from connectors.inbox import SUFFIXES, UnreadableFile, read_claims_file
 from connectors.stores.audit import ledger, record_user_change
 from connectors.stores.ledger import AuditLedger
 from governance.policy import PolicySet, load_policy_set
@@ -101,7 +101,10 @@ class ReviewContext:
 
 @lru_cache(maxsize=64)
 def _claims_in_file(path: str, _mtime_ns: int) -> dict[str, dict[str, Any]]:
-    frame = read_claims_file(Path(path))
+    try:
+        frame = read_claims_file(Path(path))
+    except UnreadableFile:
+        return {}
     if "claim_id" not in frame.columns:
         return {}
     out = {}
