@@ -103,7 +103,7 @@ class Settings(BaseSettings):
             return self.database_url
         if self.profile is Profile.production:
             return self.postgres_url
-        return f"sqlite:///{self.home / 'aios.kernel.db'}"
+        return f"sqlite:///{self.home / 'aios.db'}"
 
     @property
     def mlflow_uri(self) -> str:
