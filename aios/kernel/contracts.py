@@ -22,6 +22,8 @@ class Route(str, Enum):
     reject = "reject"
 
 
+ROUTES: tuple[str, ...] = tuple(r.value for r in Route)
+
 CLAIM_TYPES = ("auto", "home", "travel", "health")
 # A document reference is a plain name: letters, digits, dot, underscore, dash; no path, no NUL.
 DOC_REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
