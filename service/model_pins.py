@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aios.kernel.settings import Settings
-from governance.policy import PolicySet, load_policy_set
+from governance.policy import PolicySet, policy_set_in_force
 from models.bayes import FraudNetwork
 from aios.usecases.decision_models import decision_models
 from models.decision import DecisionModels
@@ -63,7 +63,7 @@ class ModelPins:
     """The pinned decision models of one service process, refreshed in the background."""
 
     def __init__(self, settings: Settings, *, check_seconds: float = DEFAULT_CHECK_SECONDS,
-                 policy_loader: Callable[[], PolicySet] = load_policy_set) -> None:
+                 policy_loader: Callable[[], PolicySet] = policy_set_in_force) -> None:
         """`policy_loader` gives the policy set pinned with the first models (the policy stays pinned)."""
         self.settings = settings
         self.check_seconds = float(check_seconds)
