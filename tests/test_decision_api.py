@@ -203,6 +203,11 @@ def test_the_sync_path_records_the_policy_in_force_once_before_its_first_decisio
     assert in_force[0].seq < first_decision
 
 
+def test_the_service_decides_and_reviews_under_one_policy_set_object(client):
+    pinned = client.app.state.decision_service.pins.current()
+    assert pinned.models.policy is client.app.state.review.policy
+
+
 def test_api_decisions_follow_the_decision_contract_with_a_structured_rationale(client, trained):
     records, _ = _claims(trained, API_DAY, 5, "API-RAT-")
     response = client.post("/v1/decisions", json=[_payload(r) for r in records.to_dict("records")])
