@@ -20,7 +20,6 @@ from aios_resources import (
 )
 
 GROUP = "claims"
-ROUTES = ("auto_approve", "human_review", "refer_siu")
 
 
 def _spans(context: dg.AssetExecutionContext, stage: str, claim_ids, started_ns: int,
@@ -121,12 +120,12 @@ def claim_features(context: dg.AssetExecutionContext, validated_claims: pd.DataF
                    claim_documents: pd.DataFrame, drift_reference: pd.DataFrame, inbox: InboxResource,
                    stores: StoresResource):
     """Model features per claim, and the drift check."""
-    from connectors.stores.snapshots import save_snapshots
+    from aios.usecases.decide_and_record import freeze_features
     from models.features import build_features, feature_version
 
     t0 = time.time_ns()
     features = build_features(validated_claims, claim_documents, inbox.policies())
-    save_snapshots(stores.engine(), features, feature_version())
+    freeze_features(stores.engine(), features)
     _spans(context, "features", features.index, t0)
     yield dg.Output(features, metadata={
         "rows": len(features), "feature_version": feature_version(),
@@ -182,30 +181,23 @@ def decisions(context: dg.AssetExecutionContext, claim_features: pd.DataFrame, f
               fraud_posteriors: pd.DataFrame, validated_claims: pd.DataFrame, policy: PolicyResource,
               stores: StoresResource) -> dg.Output[pd.DataFrame]:
     """The day's routed decisions, stored in the decision store."""
-    from connectors.stores.audit import record_decisions, record_policy_in_force
-    from connectors.stores.decisions import save_decisions
-    from models.decision import decision_versions, route_claims
+    from aios.usecases.decide_and_record import record_decisions, route_scored
+    from connectors.stores.audit import PIPELINE_ACTOR
+    from models.routes import AUTO, REVIEW, SIU, route_counts, routing_rates
 
     t0 = time.time_ns()
     pol = policy.load()
-    if len(claim_features):
-        versions = decision_versions(str(fraud_scores["classifier_version"].iat[0]),
-                                     str(fraud_posteriors["bayes_net_version"].iat[0]), pol.label)
-        out = route_claims(claim_features, fraud_scores, fraud_posteriors, pol, versions)
-    else:
-        versions = {}
-        out = pd.DataFrame(columns=["claim_id", "amount", "route", "p_fraud"])
-    out["currency"] = out["claim_id"].map(validated_claims.set_index("claim_id")["currency"])
-    engine = stores.engine()
-    save_decisions(engine, context.partition_key, out)
+    out, versions = route_scored(claim_features, fraud_scores, fraud_posteriors, pol,
+                                 validated_claims.set_index("claim_id")["currency"])
+    record_decisions(stores.engine(), context.partition_key, out, pol, PIPELINE_ACTOR, replace_partition=True,
+                     trace_id=context.run_id)
     if len(out):
-        record_policy_in_force(engine, pol.label, pol.versions)
-        record_decisions(engine, context.partition_key, out, trace_id=context.run_id)
         _spans(context, "decision", out["claim_id"], t0,
                {c: {"aios.route": r, "aios.policy": pol.label} for c, r in zip(out["claim_id"], out["route"])})
-    counts = {r: int((out["route"] == r).sum()) for r in ROUTES}
-    return dg.Output(out, metadata={**{k: dg.MetadataValue.int(v) for k, v in counts.items()},
-                                    "automation_rate": dg.MetadataValue.float(counts["auto_approve"] / max(len(out), 1)),
+    counts = route_counts(out["route"])
+    return dg.Output(out, metadata={**{k: dg.MetadataValue.int(counts[k]) for k in (AUTO, REVIEW, SIU)},
+                                    "automation_rate": dg.MetadataValue.float(
+                                        routing_rates(out["route"], empty=0.0)["automation_rate"]),
                                     "versions": dg.MetadataValue.json(versions)})
 
 
@@ -216,10 +208,11 @@ def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
     """Review cases opened for the day's ambiguous claims."""
     import sqlalchemy as sa
 
-    from connectors.stores.decisions import enqueue_reviews, review_cases
+    from aios.usecases.decide_and_record import open_review_cases
+    from connectors.stores.decisions import review_cases
 
     engine = stores.engine()
-    new = enqueue_reviews(engine, context.partition_key, decisions)
+    new = open_review_cases(engine, context.partition_key, decisions)
     with engine.connect() as conn:
         waiting = conn.execute(sa.select(sa.func.count()).select_from(review_cases).where(
             (review_cases.c.partition == context.partition_key) & (review_cases.c.status == "open"))).scalar_one()
@@ -240,6 +233,7 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
 
     import sqlalchemy as sa
 
+    from aios.kernel.contracts import Route
     from connectors.stores.decisions import review_cases
 
     t0 = time.time_ns()
@@ -248,7 +242,7 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
     with stores.engine().connect() as conn:
         reviewed = set(conn.execute(sa.select(review_cases.c.claim_id).where(
             review_cases.c.claim_id.in_(list(decisions["claim_id"])))).scalars()) if len(decisions) else set()
-    approved = decisions[(decisions["route"] == "auto_approve") & ~decisions["claim_id"].isin(reviewed)]
+    approved = decisions[(decisions["route"] == Route.auto_approve.value) & ~decisions["claim_id"].isin(reviewed)]
     instructions = [PayoutInstruction(r["claim_id"], context.partition_key, float(r["amount"]), str(r["currency"]))
                     for r in approved.to_dict("records")]
     try:

@@ -85,8 +85,8 @@ def bayes_network(context: dg.AssetExecutionContext, inbox: InboxResource,
     evidence = evidence_frame(data.features_holdout, s)
     net = fit_network(evidence, data.y_holdout, meta={"classifier": f"{registry.model_name}/{version}",
                                                       "window": list(data.window)})
-    path = net.save(registry.network_dir / f"{net.version}.json")
-    net.save(registry.network_dir / "current.json")
+    path = net.save(registry.network_path(net.version))
+    net.save(registry.network_path())
     fusion = fuse(compile_network(net), evidence)
     ece = expected_calibration_error(fusion.p_fraud, data.y_holdout)
     png = calibration_plot(reliability_table(fusion.p_fraud, data.y_holdout), "p_fraud (in-sample)")

@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from aios.kernel.db import ensure_tables, get_engine
-from aios.kernel.settings import Settings, export_resource_env
+from aios.kernel.settings import CURRENT_NETWORK, Settings, export_resource_env, network_path
 
 GATES = ("data_quality", "drift")
 
@@ -77,10 +77,9 @@ class ModelRegistryResource(dg.ConfigurableResource):
         """The MLflow artifact root."""
         return Path(self.home) / "mlartifacts"
 
-    @property
-    def network_dir(self) -> Path:
-        """Where the Bayesian networks are saved."""
-        return Path(self.home) / "artifacts" / "bayes"
+    def network_path(self, version: str = CURRENT_NETWORK) -> Path:
+        """The file of Bayesian network `version` (`current`: the one in force)."""
+        return network_path(Path(self.home), version)
 
     def load_champion(self) -> tuple[Any, str]:
         """The model under `model_name@alias` and its registry version."""
@@ -96,7 +95,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
         """The current Bayesian network; fails when none was trained."""
         from models.bayes import FraudNetwork
 
-        path = self.network_dir / "current.json"
+        path = self.network_path()
         if not path.exists():
             raise dg.Failure(f"no Bayesian network at {path}: materialize `bayes_network` (`aios train`) first")
         return FraudNetwork.load(path)

@@ -168,12 +168,23 @@ def plain(value: Any) -> Any:
     return value
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file keeping line numbers; a syntax error names the file and line."""
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, read once: what is parsed and what is hashed must be the same bytes."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_bytes()
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc}") from exc
+
+
+def read_yaml(path: Path, data: bytes | None = None) -> Any:
+    """Parse a YAML file (or its bytes `data`, already read) keeping line numbers; a syntax error names the
+    file and line."""
+    if data is None:
+        data = read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text: {exc}") from exc
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -553,7 +564,8 @@ def _type_check(path: Path, label: str, rule: Rule, constants: Mapping[str, Any]
 def load_policy_file(path: Path) -> Policy:
     """Parse and check one policy file; PolicyError (file, line, rule) if anything is wrong."""
     path = Path(path)
-    raw = read_yaml(path)
+    data = read_bytes(path)
+    raw = read_yaml(path, data)
     if not isinstance(raw, Mapping):
         raise PolicyError(f"{path}:1: a policy file is a YAML mapping")
     unknown = set(raw) - _FILE_KEYS
@@ -586,7 +598,7 @@ def load_policy_file(path: Path) -> Policy:
         _type_check(path, label, rule, constants, samples)
     return Policy(path=path, policy_id=raw["policy_id"], version=raw["version"], kind=raw["kind"],
                   description=str(raw.get("description") or ""), constants=constants, rules=rules,
-                  tests=tests, digest=hashlib.sha256(path.read_bytes()).hexdigest(),
+                  tests=tests, digest=hashlib.sha256(data).hexdigest(),
                   constant_lines=constant_lines)
 
 

@@ -13,8 +13,10 @@ every decision as `label`) and lists one file per kind:
 | content   | flags(text) -> list                                                 | `content_flags` |
 
 Loading reads every file into a new object and returns it only when all are
-valid (a half-loaded set never runs); `PolicyStore.reload` / `reload_policy_set`
-keep the previous set in force when a new one is refused.
+valid (a half-loaded set never runs); `reload_policy_set` keeps the previous set in
+force when a new one is refused. Each file is read once: the bytes parsed are the bytes
+hashed into the set's digest. `policy_set_in_force` shares one loaded set among the
+callers of a process while the files are unchanged.
 
 Vectorised routing. Per-claim CEL costs ~7 µs, 1M claims would take seconds, so
 `route` evaluates CEL once per *cell* instead: the routing rules may only
@@ -39,11 +41,13 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aios.kernel.contracts import ROUTES
 from governance.cel_policy import (
     Policy,
     PolicyError,
@@ -53,19 +57,20 @@ from governance.cel_policy import (
     cel,
     load_policy_file,
     numeric_literals,
+    read_bytes,
     read_yaml,
     run_table,
     same_value,
 )
 
 __all__ = [
-    "POLICY_DIR", "ROUTES", "PolicyError", "PolicyEvalError", "PolicySet", "PolicyStore", "PolicyVerdict",
-    "ReloadResult", "TableFailure", "load_policy_set", "reload_policy_set", "run_policy_tables",
+    "POLICY_DIR", "ROUTES", "PolicyError", "PolicyEvalError", "PolicySet", "PolicyVerdict",
+    "ReloadResult", "TableFailure", "load_policy_set", "policy_set_in_force", "reload_policy_set",
+    "run_policy_tables",
 ]
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 MANIFEST = "policyset.yaml"
-ROUTES = ("auto_approve", "human_review", "refer_siu", "reject")
 
 # kind -> rule -> (inputs, returns): the interface the policy set calls
 KIND_RULES: dict[str, dict[str, tuple[dict[str, str], str]]] = {
@@ -460,7 +465,8 @@ def load_policy_set(path: Path | None = None) -> PolicySet:
     Nothing of the `tests:` tables runs here (see `run_policy_tables`).
     """
     manifest = _manifest_path(path)
-    raw = read_yaml(manifest)
+    manifest_bytes = read_bytes(manifest)
+    raw = read_yaml(manifest, manifest_bytes)
     if not isinstance(raw, Mapping) or not {"policy_set", "version", "files"} <= set(raw):
         raise PolicyError(f"{manifest}:1: a policy set manifest needs policy_set, version and files")
     extra = set(raw) - {"policy_set", "version", "files", "description"}
@@ -490,11 +496,28 @@ def load_policy_set(path: Path | None = None) -> PolicySet:
             raise PolicyError(f"{policy.path}:1: policy_id {policy.policy_id!r} also used by {ids[policy.policy_id]}")
         ids[policy.policy_id] = str(policy.path)
         policies[kind] = policy
-    h = hashlib.sha256(manifest.read_bytes())
+    h = hashlib.sha256(manifest_bytes)
     for kind in sorted(policies):
         h.update(kind.encode() + b"\0" + policies[kind].digest.encode())
     return PolicySet(policy_id=raw["policy_set"], version=raw["version"], path=manifest, policies=policies,
                      digest=h.hexdigest())
+
+
+@lru_cache(maxsize=8)
+def _loaded(manifest: str, _stamps: tuple[tuple[str, int, int], ...]) -> PolicySet:
+    return load_policy_set(Path(manifest))
+
+
+def policy_set_in_force(path: Path | None = None) -> PolicySet:
+    """The policy set at `path` (default: governance/policies/), loaded once per process: callers get the
+    same object until a YAML file of its folder changes (size or modification time), then a new load."""
+    manifest = _manifest_path(path)
+    try:
+        stamps = tuple((str(p), st.st_mtime_ns, st.st_size) for p in sorted(manifest.parent.rglob("*.yaml"))
+                       for st in (p.stat(),))
+    except OSError as exc:
+        raise PolicyError(f"{manifest}: cannot read: {exc}") from exc
+    return _loaded(str(manifest), stamps)
 
 
 def run_policy_tables(policy_set: PolicySet) -> list[TableFailure]:
@@ -546,42 +569,3 @@ def reload_policy_set(current: PolicySet, path: Path | None = None, *,
         return ReloadResult(ok=True, policy_set=_load_checked(path or current.path, run_tables))
     except PolicyError as exc:
         return ReloadResult(ok=False, policy_set=current, error=exc)
-
-
-class PolicyStore:
-    """The policy set in force in a long-running process, hot-reloadable.
-
-    `reload()` swaps in a new set only when it loads and its tables pass; a
-    refused reload keeps the previous set. `on_change(old, new)` is called after
-    a swap (e.g. to append a `policy_change` row to the audit ledger).
-    """
-
-    def __init__(self, path: Path | None = None, *, run_tables: bool = True,
-                 on_change: Callable[[PolicySet | None, PolicySet], None] | None = None) -> None:
-        self._path = path
-        self._run_tables = run_tables
-        self._on_change = on_change
-        self._lock = threading.Lock()
-        self._current = _load_checked(path, run_tables)
-        self.last_error: PolicyError | None = None
-        if on_change:
-            on_change(None, self._current)
-
-    @property
-    def current(self) -> PolicySet:
-        """The policy set in force."""
-        return self._current
-
-    def reload(self, path: Path | None = None) -> ReloadResult:
-        """Reload (from `path` if given); the new set is swapped in only when it loads and its tables pass."""
-        with self._lock:
-            old = self._current
-            result = reload_policy_set(old, path or self._path or old.path, run_tables=self._run_tables)
-            self.last_error = result.error
-            if result.ok:
-                self._current = result.policy_set
-                if path is not None:
-                    self._path = path
-        if result.ok and self._on_change and result.policy_set.digest != old.digest:
-            self._on_change(old, result.policy_set)
-        return result

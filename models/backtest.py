@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import brier_score, expected_calibration_error
+from models.routes import AUTO, routing_rates
 
 SCORED_COLUMNS = ["claim_id", "amount", "score", "p_fraud", "route", "is_fraud"]
-AUTO = "auto_approve"
 # Measures the bounds file may constrain: name -> whether higher is better.
 BOUNDED = {"auc": True, "brier": False, "ece": False, "fraud_caught": True, "automation_rate": True,
            "false_positive_rate": False}
@@ -111,6 +111,7 @@ def partition_metrics(scored: pd.DataFrame, ece_bins: int = 10) -> dict[str, flo
     frauds = int(y.sum())
     honest = int(len(y) - frauds)
     nan = float("nan")
+    rates = routing_rates(route)
     return {
         "claims": float(n),
         "labelled": float(lab.sum()),
@@ -118,9 +119,9 @@ def partition_metrics(scored: pd.DataFrame, ece_bins: int = 10) -> dict[str, flo
         "auc": _auc(p[lab], y),
         "brier": brier_score(p[lab], y) if len(y) else nan,
         "ece": expected_calibration_error(p[lab], y, n_bins=ece_bins) if len(y) else nan,
-        "automation_rate": float(auto.mean()) if n else nan,
-        "review_rate": float((route == "human_review").mean()) if n else nan,
-        "siu_rate": float((route == "refer_siu").mean()) if n else nan,
+        "automation_rate": rates["automation_rate"],
+        "review_rate": rates["review_rate"],
+        "siu_rate": rates["siu_rate"],
         "fraud_caught": float((esc & (y == 1)).sum() / frauds) if frauds else nan,
         "false_positive_escalations": float((esc & (y == 0)).sum()),
         "false_positive_rate": float((esc & (y == 0)).sum() / honest) if honest else nan,

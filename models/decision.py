@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from aios.kernel.canonical import canonical_json  # the one canonical form, shared with the ledger
+from aios.kernel.contracts import rationale_item
 from governance.policy import PolicySet
 from models.bayes import FraudNetwork, evidence_frame
 from models.classifier import feature_contributions, score
@@ -25,6 +26,7 @@ DECISION_COLUMNS = ["claim_id", "amount", "score", "p_fraud", "p_fraud_low", "p_
                     "rationale", "uncertainty_drivers", "versions", "snapshot_hash"]
 TOP_FEATURES = 3
 TOP_DRIVERS = 3
+RATIONALE_DIGITS = 6  # numbers in the structured rationale, as the uncertainty drivers' changes
 
 
 def decision_versions(classifier: str, bayes_net: str, policy_label: str) -> dict[str, str]:
@@ -68,12 +70,6 @@ def snapshot_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(record).encode()).hexdigest()
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "missing" if np.isnan(v) else f"{v:.3g}"
-    return str(v)
-
-
 def score_claims(features: pd.DataFrame, classifier: Any) -> pd.DataFrame:
     """Stage 1: the calibrated classifier's score per claim and each feature's contribution to it."""
     X = features[FEATURE_COLUMNS]
@@ -104,7 +100,9 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
                  versions: dict[str, str]) -> pd.DataFrame:
     """Stage 3: the policy's route and the decision contract's fields for each claim.
 
-    List and dict fields are canonical JSON strings so decisions store and compare exactly.
+    List and dict fields are canonical JSON strings so decisions store and compare exactly. The rationale
+    is structured (`aios.kernel.contracts.RationaleItem`): the score and its band, the top features'
+    contributions to the score, and each observed signal's contribution to p_fraud.
     """
     X = features[FEATURE_COLUMNS]
     s = scores["score"].to_numpy()
@@ -131,15 +129,17 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
     voi_cols = list(voi.columns)
     rationale, drivers, hashes = [], [], []
     for i in range(len(features)):
-        lines = [f"classifier score {score_list[i]:.3f} ({band[i]} band)"]
+        items = [rationale_item("score", "classifier", round(score_list[i], RATIONALE_DIGITS), band=band[i])]
         for j in top_idx[i]:
             c = cols[j]
-            lines.append(f"{c}={_fmt(values[c][i])} moved the score {contribs[c][i]:+.3f}")
+            v = values[c][i]
+            items.append(rationale_item("feature", c, round(v, RATIONALE_DIGITS) if isinstance(v, float) else v,
+                                        round(contribs[c][i], RATIONALE_DIGITS)))
         row_moved = moved_rows[i]
         for k, v, ev in signals:
             if row_moved[k] == row_moved[k]:  # not NaN
-                lines.append(f"{v}={ev[i]} moved p_fraud {row_moved[k]:+.3f}")
-        rationale.append(canonical_json(lines))
+                items.append(rationale_item("evidence", v, ev[i], round(row_moved[k], RATIONALE_DIGITS)))
+        rationale.append(canonical_json(items))
         row_voi = voi_arr[i]
         order = [j for j in np.argsort(voi_rank[i]) if not np.isnan(row_voi[j])][:TOP_DRIVERS]
         drivers.append(canonical_json([{"signal": voi_cols[j], "expected_change": round(float(row_voi[j]), 6)}

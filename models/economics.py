@@ -18,8 +18,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.routes import AUTO, REVIEW, SIU, routing_rates
+
 COSTS_PATH = Path(__file__).resolve().parents[1] / "config" / "costs.yaml"
-AUTO, REVIEW, SIU = "auto_approve", "human_review", "refer_siu"
 ROUTE_ORDER = (AUTO, REVIEW, SIU)
 # Default grid of routing bands: approve-below on a fine low scale, refer-at-or-above coarser.
 AUTO_GRID = tuple(round(x, 4) for x in (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.07,
@@ -139,10 +140,7 @@ def evaluate_routes(routes: np.ndarray, amount: np.ndarray, is_fraud: np.ndarray
     escalated = r != AUTO
     frauds = int(y.sum())
     return {
-        "claims": float(n),
-        "automation_rate": float((r == AUTO).mean()) if n else float("nan"),
-        "review_rate": float((r == REVIEW).mean()) if n else float("nan"),
-        "siu_rate": float((r == SIU).mean()) if n else float("nan"),
+        **routing_rates(r),
         "fraud_caught": float((escalated & y).sum() / frauds) if frauds else float("nan"),
         "false_positive_escalations": float((escalated & ~y).sum()),
         "expected_cost": float(per_claim.sum()),

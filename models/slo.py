@@ -15,6 +15,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.routes import overridden
+
 SLO_PATH = Path(__file__).resolve().parents[1] / "config" / "slo.yaml"
 _SHARE = re.compile(r"share ([0-9]*\.?[0-9]+)")
 
@@ -117,7 +119,7 @@ def override_counts(reviews: pd.DataFrame) -> pd.DataFrame:
     """
     r = reviews[reviews["decision"].isin(["approve", "reject"])]
     frame = pd.DataFrame({"partition": r["partition"].to_numpy(),
-                          "override": (r["decision"] != r["leaning"]).to_numpy()})
+                          "override": overridden(r["decision"] == "approve", r["leaning"] == "approve")})
     g = frame.groupby("partition", sort=True)["override"]
     out = pd.DataFrame({"reviewed": g.size(), "overrides": g.sum().astype(int)})
     out["rate"] = out["overrides"] / out["reviewed"]

@@ -3,24 +3,23 @@
 A request goes through the batch path's own functions: the claim contract (`aios.kernel.contracts.Claim`
 plus the business rules of `models/validation.py`, as field constraints so a 422 names the field),
 the documents (sent inline, else read from the document store by `document_refs`, as the batch
-path reads them), `models.features.build_features`, and `models.decision.decide` with the pinned
-models. The same claim with the same pinned versions gets the same decision as in a batch.
+path reads them), `models.features.build_features`, and the use case `aios.usecases.decide_and_record`
+with the pinned models. The same claim with the same pinned versions gets the same decision as in a
+batch. The response body is the decision contract, `aios.kernel.contracts.Decision`.
 
 Storage. Each decision is upserted by claim id into the decision store under the partition
 `api-YYYY-MM-DD` (the UTC day the service received it). The daily batch partitions are named
 `YYYY-MM-DD` and a batch run replaces its whole partition, so the API never writes into one;
 re-submitting a claim the API decided before replaces that decision (the latest computation wins,
-as when a batch partition is re-run), and a claim already decided by a batch gets a 409. Before
-the decision is stored, its feature snapshot goes to the snapshot store and its score, posterior
-and decision go to the audit ledger (actor `service.api@<version>`, with the versions, snapshot
-hash and the claim's trace id), so no stored decision is missing from the ledger. Claims routed to human
-review open a review case like batch ones.
+as when a batch partition is re-run), and a claim already decided by a batch gets a 409. The use
+case keeps a decision as the batch does: feature snapshot, decision row, review case for claims routed
+to human review, the policy set in force, then its score, posterior and decision in the audit ledger
+(actor `service.api@<version>`, with the versions, snapshot hash and the claim's trace id).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -37,17 +36,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, conlist, field_validator
 
-from connectors.stores.audit import ledger as audit_ledger
-from connectors.stores.audit import record_decisions
+from aios.kernel.contracts import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Decision
 from aios.kernel.db import ensure_tables, get_engine
-from aios.kernel.contracts import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Route
 from aios.kernel.settings import Settings
-from connectors.stores.snapshots import save_snapshots
-from connectors.stores.decisions import decisions_table, enqueue_reviews, review_cases, upsert_decisions
 from aios.kernel.tracing import claim_trace_hex, record_claim_spans
+from aios.usecases.decide_and_record import RecordFailed, decide_and_record, decision_body, needs_review
 from connectors.documents import DocumentStore
-from models.decision import decide
-from models.features import build_features, feature_version
+from connectors.stores.audit import ledger as audit_ledger
+from connectors.stores.decisions import decisions_table, review_cases
+from models.features import build_features
 from models.validation import MAX_AMOUNT, MAX_PRIOR_CLAIMS, MAX_REPORT_DELAY_DAYS
 from service.batcher import Job, MicroBatcher
 from service.metrics import ServiceMetrics
@@ -143,31 +140,11 @@ DecisionRequest = Annotated[
 ]
 
 
-class DecisionOut(BaseModel):
-    """The decision contract for one claim, as stored."""
-
-    claim_id: str
-    route: Route
-    p_fraud: float
-    p_fraud_interval: tuple[float, float]
-    score: float
-    amount: float
-    currency: str
-    rationale: list[str]
-    uncertainty_drivers: list[dict[str, Any]]
-    versions: dict[str, str]
-    snapshot_hash: str
-    partition: str
-    decided_at: str
-    trace_id: str = Field(description="The claim's trace id (OpenTelemetry and audit ledger).")
-    review_status: str | None = None
-
-
 class DecisionsOut(BaseModel):
     """The decisions of one request, in the order the claims were sent."""
 
     request_id: str
-    decisions: list[DecisionOut]
+    decisions: list[Decision]
 
 
 class FieldError(BaseModel):
@@ -227,15 +204,8 @@ def claims_frame(claims: list[ClaimIn]) -> pd.DataFrame:
 
 
 def decision_dict(row: dict[str, Any], review_status: str | None = None) -> dict[str, Any]:
-    """A stored (or just computed) decision row as the API's decision body (the fields of `DecisionOut`)."""
-    return {
-        "claim_id": row["claim_id"], "route": str(row["route"]), "p_fraud": float(row["p_fraud"]),
-        "p_fraud_interval": [float(row["p_fraud_low"]), float(row["p_fraud_high"])], "score": float(row["score"]),
-        "amount": float(row["amount"]), "currency": row["currency"], "rationale": json.loads(row["rationale"]),
-        "uncertainty_drivers": json.loads(row["uncertainty_drivers"]), "versions": json.loads(row["versions"]),
-        "snapshot_hash": row["snapshot_hash"], "partition": row["partition"], "decided_at": row["decided_at"],
-        "trace_id": claim_trace_hex(row["claim_id"]), "review_status": review_status,
-    }
+    """A stored (or just computed) decision row as the API's decision body (the fields of `Decision`)."""
+    return decision_body(row, claim_trace_hex(row["claim_id"]), review_status)
 
 
 class AlreadyDecided(HTTPException):
@@ -337,17 +307,13 @@ class DecisionService:
             return results
         ids = [c.claim_id for c in claims]
         features = build_features(claims_frame(claims), self._documents(claims), self.policies())
-        decisions = decide(features, pinned.models)
-        decisions["currency"] = [c.currency for c in claims]
         now = datetime.now(timezone.utc)
         partition = f"{API_PARTITION_PREFIX}{now:%Y-%m-%d}"
         decided_at = now.isoformat()
         try:
-            save_snapshots(self.engine, features, feature_version())
-            upsert_decisions(self.engine, partition, decisions, decided_at)
-            enqueue_reviews(self.engine, partition, decisions)
-            record_decisions(self.engine, partition, decisions, actor=ACTOR)
-        except Exception as exc:  # noqa: BLE001
+            decisions, _ = decide_and_record(self.engine, features, pinned.models, [c.currency for c in claims],
+                                             partition, ACTOR, decided_at=decided_at)
+        except RecordFailed as exc:
             # A failed write fails the whole batch as it is: retrying job by job (what the batcher does
             # with an exception raised here) would append the ledger rows of the batch a second time.
             return [exc if r is None else r for r in results]
@@ -357,7 +323,7 @@ class DecisionService:
             record_claim_spans("service.api.decide", [c.claim_id for c in job.items], int(job.meta["started_ns"]),
                                {"aios.partition": partition, "aios.request_id": str(job.meta["request_id"]),
                                 "aios.actor": ACTOR}, {c.claim_id: {"aios.route": routes[c.claim_id]} for c in job.items})
-        statuses = self._review_statuses(ids) if (decisions["route"] == Route.human_review.value).any() else {}
+        statuses = self._review_statuses(ids) if needs_review(decisions) else {}
         out = [decision_dict({**r, "partition": partition, "decided_at": decided_at}, statuses.get(r["claim_id"]))
                for r in decisions.to_dict("records")]
         i = 0
@@ -411,7 +377,7 @@ async def post_decisions(request: Request,
     return JSONResponse({"request_id": request_id, "decisions": decisions}, headers={"X-Request-Id": request_id})
 
 
-@router.get("/claims/{claim_id}", response_model=DecisionOut, responses={404: {"description": "No decision stored."}},
+@router.get("/claims/{claim_id}", response_model=Decision, responses={404: {"description": "No decision stored."}},
             summary="The stored decision of a claim")
 def get_claim(request: Request, claim_id: str) -> JSONResponse:
     """The decision stored for `claim_id`, from the API or from a batch run."""
@@ -429,5 +395,5 @@ def install_decisions_api(app: FastAPI, settings: Settings, pins: ModelPins, met
     app.include_router(router)
 
 
-__all__ = ["ACTOR", "ClaimIn", "DecisionOut", "DecisionService", "DecisionsOut", "install_decisions_api",
+__all__ = ["ACTOR", "ClaimIn", "DecisionService", "DecisionsOut", "install_decisions_api",
            "router"]

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aios.kernel.settings import Settings
-from governance.policy import PolicySet, load_policy_set
+from governance.policy import PolicySet, policy_set_in_force
 from models.bayes import FraudNetwork
+from aios.usecases.decision_models import decision_models
 from models.decision import DecisionModels
-from connectors.registry import RegisteredModel, load_model, resolve_alias
+from connectors.registry import RegisteredModel, resolve_alias
 
 log = logging.getLogger("aios.service.pins")
 
@@ -53,11 +54,6 @@ class Pinned:
         return self.models.versions
 
 
-def network_path(settings: Settings) -> Path:
-    """Where training publishes the current Bayesian network."""
-    return settings.artifacts_dir / "bayes" / "current.json"
-
-
 def _stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_mtime_ns, st.st_size
@@ -67,7 +63,7 @@ class ModelPins:
     """The pinned decision models of one service process, refreshed in the background."""
 
     def __init__(self, settings: Settings, *, check_seconds: float = DEFAULT_CHECK_SECONDS,
-                 policy_loader: Callable[[], PolicySet] = load_policy_set) -> None:
+                 policy_loader: Callable[[], PolicySet] = policy_set_in_force) -> None:
         """`policy_loader` gives the policy set pinned with the first models (the policy stays pinned)."""
         self.settings = settings
         self.check_seconds = float(check_seconds)
@@ -131,22 +127,20 @@ class ModelPins:
     def _load_if_moved(self, old: Pinned | None) -> Pinned | None:
         s = self.settings
         ref = resolve_alias(s.mlflow_uri, s.model_name, s.model_alias)
-        path = network_path(s)
+        path = s.network_path()
         if not path.exists():
             raise FileNotFoundError(f"no Bayesian network at {path}: train first (`aios train`)")
         stamp = _stamp(path)
         if old is not None and ref.version == old.classifier.version and stamp == old.network_stamp:
             return None
-        if old is not None and ref.version == old.classifier.version:
-            classifier = old.models.classifier
-        else:
-            classifier = load_model(s.mlflow_uri, s.model_name, ref.version)
+        classifier = old.models.classifier if old is not None and ref.version == old.classifier.version else None
         if old is not None and stamp == old.network_stamp:
             network, compiled = old.models.network, old.models.compiled
         else:
             network, compiled = FraudNetwork.load(path), None
         policy = old.models.policy if old is not None else self._policy_loader()
-        models = DecisionModels(classifier, s.model_name, ref.version, network, policy, compiled=compiled)
+        models = decision_models(s, s.model_name, ref.version, network, policy, classifier=classifier,
+                                 compiled=compiled)
         if old is not None and models.versions == old.versions:
             # the file was rewritten with the same content: keep the stamp, nothing to swap
             return Pinned(old.models, old.classifier, stamp, old.pinned_at)

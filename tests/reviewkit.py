@@ -11,6 +11,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from connectors.stores import reviews
+from aios.kernel.canonical import canonical_json
+from aios.kernel.contracts import rationale_item
 from aios.kernel.db import ensure_tables, get_engine
 from aios.kernel.settings import Settings
 from connectors.stores.decisions import enqueue_reviews, review_cases, save_decisions
@@ -18,13 +20,13 @@ from connectors.stores.gates import record_gate
 from governance.policy import PolicySet, load_policy_set
 
 PASSWORD = "correct horse battery"
-RATIONALE = json.dumps([
-    "classifier score 0.210 (mid band)",
-    "amount_ratio=3.1 moved the score +0.080",
-    "report_delay_days=12 moved the score +0.030",
-    "channel=web moved the score -0.010",
-    "score_band=mid moved p_fraud +0.050",
-    "late_report=yes moved p_fraud +0.041",
+RATIONALE = canonical_json([
+    rationale_item("score", "classifier", 0.21, band="mid"),
+    rationale_item("feature", "amount_ratio", 3.1, 0.08),
+    rationale_item("feature", "report_delay_days", 12, 0.03),
+    rationale_item("feature", "channel", "web", -0.01),
+    rationale_item("evidence", "score_band", "mid", 0.05),
+    rationale_item("evidence", "late_report", "yes", 0.041),
 ])
 DRIVERS = json.dumps([{"signal": "doc_amount_mismatch", "expected_change": 0.083},
                       {"signal": "prior_claims_band", "expected_change": 0.021}])

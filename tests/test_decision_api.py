@@ -23,6 +23,7 @@ from connectors.stores.ledger import AuditLedger
 from governance.policy import load_policy_set
 from models.bayes import FraudNetwork
 from aios.kernel.canonical import canonical_json
+from aios.kernel.contracts import Decision, rationale_text
 from models.decision import DECISION_COLUMNS, DecisionModels, decide
 from models.features import build_features
 from models.generator import Book, generate_claims, to_inbox_records
@@ -63,7 +64,7 @@ def _as_row(decision: dict) -> dict:
 def _batch_models(settings: Settings) -> DecisionModels:
     """The models as the batch path loads them: the classifier @alias, the current network, the policy set."""
     model, ref = load_by_alias(settings.mlflow_uri, settings.model_name, settings.model_alias)
-    net = FraudNetwork.load(settings.artifacts_dir / "bayes" / "current.json")
+    net = FraudNetwork.load(settings.network_path())
     return DecisionModels(model, settings.model_name, ref.version, net, load_policy_set())
 
 
@@ -185,6 +186,41 @@ def test_get_returns_the_stored_decision_and_the_ledger_holds_it(client, trained
     assert json.loads(decided[0].versions) == decision["versions"]
     assert decided[0].snapshot_hash == decision["snapshot_hash"]
     assert json.loads(decided[0].payload)["route"] == decision["route"]
+
+
+def test_the_sync_path_records_the_policy_in_force_once_before_its_first_decision(trained, tmp_path):
+    records, _ = _claims(trained, API_DAY, 3, "API-POL-")
+    apart = trained.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'policy.db'}"})
+    with TestClient(create_app(apart)) as other:
+        for i in range(2):
+            assert other.post("/v1/decisions", json=_payload(records.iloc[i].to_dict())).status_code == 200
+    rows = AuditLedger(get_engine(apart.db_url)).rows()
+    in_force = [r for r in rows if r.event == "policy_in_force"]
+    policy = load_policy_set()
+    assert len(in_force) == 1 and in_force[0].actor == ACTOR
+    assert json.loads(in_force[0].payload) == {"policy": policy.label, "files": policy.versions}
+    first_decision = min(r.seq for r in rows if r.event == "decision")
+    assert in_force[0].seq < first_decision
+
+
+def test_the_service_decides_and_reviews_under_one_policy_set_object(client):
+    pinned = client.app.state.decision_service.pins.current()
+    assert pinned.models.policy is client.app.state.review.policy
+
+
+def test_api_decisions_follow_the_decision_contract_with_a_structured_rationale(client, trained):
+    records, _ = _claims(trained, API_DAY, 5, "API-RAT-")
+    response = client.post("/v1/decisions", json=[_payload(r) for r in records.to_dict("records")])
+    assert response.status_code == 200, response.text
+    stored_rows = read_table(get_engine(trained.db_url), decisions_table).set_index("claim_id")
+    for body in response.json()["decisions"]:
+        decision = Decision.model_validate(body)
+        kinds = [item.kind for item in decision.rationale]
+        assert kinds[0] == "score" and decision.rationale[0].value == round(decision.score, 6)
+        assert kinds.count("feature") == 3 and set(kinds) <= {"score", "feature", "evidence"}
+        for item in decision.rationale:
+            assert item.text == rationale_text(item.kind, item.name, item.value, item.effect, item.band)
+        assert json.loads(stored_rows.at[decision.claim_id, "rationale"]) == body["rationale"]
 
 
 def test_openapi_and_metrics_are_served(client, trained):

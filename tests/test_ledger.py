@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from aios.kernel.db import get_engine
 from aios.kernel.canonical import canonical_json
+from aios.kernel.contracts import LEDGER_EVENTS
 from connectors.stores.ledger import SQLITE_TRIGGERS, AuditLedger, install_postgres_guards
 from governance.hashchain import GENESIS_HASH, HASHED_FIELDS, row_hash, verify_records
 
@@ -72,6 +73,17 @@ def test_append_links_rows_and_untouched_chain_verifies(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         ledger.append_many([{"event": "score", "actor": "x", "colour": "red"}])
     engine.dispose()
+
+
+def test_only_the_contracts_event_names_are_accepted(tmp_path: Path) -> None:
+    ledger = AuditLedger(sa.create_engine(sqlite_url(tmp_path / "e.db")))
+    for event in LEDGER_EVENTS:
+        ledger.append(event, "test@1", {})
+    with pytest.raises(ValueError, match="LEDGER_EVENTS.*'policy_change'"):
+        ledger.append("policy_change", "test@1", {})  # a well-formed name nobody declared
+    with pytest.raises(ValueError, match="'replay'"):
+        ledger.append_many([{"event": "score", "actor": "x"}, {"event": "replay", "actor": "x"}])
+    assert [r.event for r in ledger.rows()] == list(LEDGER_EVENTS)  # the refused batch wrote nothing
 
 
 def test_canonical_json() -> None:

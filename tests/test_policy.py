@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -16,8 +17,8 @@ from governance.policy import (
     ROUTES,
     PolicyError,
     PolicySet,
-    PolicyStore,
     load_policy_set,
+    policy_set_in_force,
     reload_policy_set,
     run_policy_tables,
 )
@@ -165,34 +166,55 @@ def test_routing_rules_must_be_piecewise_constant(policy_dir: Path) -> None:
 
 
 def test_refused_reload_keeps_previous_policy_in_force(policy_dir: Path) -> None:
-    changes = []
-    store = PolicyStore(policy_dir, on_change=lambda old, new: changes.append((old, new)))
-    before = store.current
-    assert changes == [(None, before)]
+    before = load_policy_set(policy_dir)
 
     edit(policy_dir / "routing.yaml", "when: p_fraud >= REFER_SIU_MIN_P", "when: p_fraud >= REFER_SIU_MIN")
-    result = store.reload()
-    assert not result and result.policy_set is before and store.current is before
-    assert "REFER_SIU_MIN" in str(result.error) and store.last_error is result.error
-    assert store.current.route([0.5], [10.0]).tolist() == ["refer_siu"]  # old policy still routes
+    result = reload_policy_set(before)
+    assert not result and result.policy_set is before
+    assert "REFER_SIU_MIN" in str(result.error)
+    assert result.policy_set.route([0.5], [10.0]).tolist() == ["refer_siu"]  # old policy still routes
 
     # a set that loads but whose tables fail is refused too
     shutil.copy(POLICY_DIR / "routing.yaml", policy_dir / "routing.yaml")
     edit(policy_dir / "routing.yaml", "REFER_SIU_MIN_P: 0.35", "REFER_SIU_MIN_P: 0.5")
     load_policy_set(policy_dir)  # parses and checks fine
-    result = store.reload()
-    assert not result and store.current is before and "table" in str(result.error)
+    result = reload_policy_set(before)
+    assert not result and result.policy_set is before and "table" in str(result.error)
 
-    # a good new version is swapped in and reported
+    # a good new version is taken
     edit(policy_dir / "routing.yaml", "{p_fraud: 0.35, amount: 100.0}, expect: refer_siu",
          "{p_fraud: 0.35, amount: 100.0}, expect: human_review")
     edit(policy_dir / "routing.yaml", "version: \"1.1.0\"", "version: \"1.2.0\"")
     edit(policy_dir / "policyset.yaml", "version: \"2.0.0\"", "version: \"2.1.0\"")
-    result = store.reload()
-    assert result.ok and store.current is result.policy_set and store.current is not before
-    assert store.current.label.endswith("@2.1.0") and store.current.versions["routing"].endswith("@1.2.0")
-    assert store.current.route([0.4], [10.0]).tolist() == ["human_review"]
-    assert changes[-1] == (before, store.current)
+    result = reload_policy_set(before)
+    assert result.ok and result.policy_set is not before and result.policy_set.digest != before.digest
+    assert result.policy_set.label.endswith("@2.1.0") and result.policy_set.versions["routing"].endswith("@1.2.0")
+    assert result.policy_set.route([0.4], [10.0]).tolist() == ["human_review"]
+
+
+def test_each_policy_file_is_read_once_and_hashed_from_the_bytes_parsed(policy_dir: Path, monkeypatch) -> None:
+    reads: dict[str, int] = {}
+    real = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads[self.name] = reads.get(self.name, 0) + 1
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: pytest.fail(f"{self} read as text a second time"))
+    loaded = load_policy_set(policy_dir)
+    assert reads == {p.name: 1 for p in policy_dir.glob("*.yaml")}
+    for policy in loaded.policies.values():
+        assert policy.digest == hashlib.sha256(real(policy.path)).hexdigest()
+
+
+def test_one_policy_set_per_process_until_a_file_changes(policy_dir: Path) -> None:
+    first = policy_set_in_force(policy_dir)
+    assert policy_set_in_force(policy_dir) is first
+    assert policy_set_in_force(policy_dir / "policyset.yaml") is first
+    edit(policy_dir / "policyset.yaml", "version: \"2.0.0\"", "version: \"2.0.1\"")
+    again = policy_set_in_force(policy_dir)
+    assert again is not first and again.label.endswith("@2.0.1")
 
 
 def test_reload_policy_set_function(policy: PolicySet, policy_dir: Path) -> None:

@@ -237,7 +237,7 @@ def _print_run(r: dict) -> None:
 @app.command()
 def summary(day: str = typer.Option(None, "--date", help="Partition; default: the demo day.")) -> None:
     """Print what happened to a partition and write it to .aios/last_run.json."""
-    from aios.usecases.summary import partition_summary, write_summary
+    from aios.usecases.summary import SUMMARY_COUNTED_ROUTES, partition_summary, write_summary
 
     s = get_settings()
     result = partition_summary(s, day or s.demo_date)
@@ -245,7 +245,7 @@ def summary(day: str = typer.Option(None, "--date", help="Partition; default: th
     table = Table(title=f"aios — partition {result['partition']}")
     table.add_column("what")
     table.add_column("value", justify="right")
-    for key in ("claims_in", "quarantined", "auto_approve", "human_review", "refer_siu", "paid"):
+    for key in ("claims_in", "quarantined", *SUMMARY_COUNTED_ROUTES, "paid"):
         table.add_row(key, f"{result[key]:,}")
     table.add_row("drift_detected", str(result["drift_detected"]))
     for k, v in result["versions"].items():
@@ -261,7 +261,7 @@ def demo(fresh: bool = typer.Option(False, help="Regenerate history and retrain 
     t0 = time.perf_counter()
     if fresh or not s.history_path.exists():
         generate(days=None, per_day=None, seed=None)
-    if fresh or not (s.home / "artifacts" / "bayes" / "current.json").exists():
+    if fresh or not s.network_path().exists():
         train()
     drop(day=None, malformed=7, fmt="csv", drift=False, per_day=None)
     ingest()

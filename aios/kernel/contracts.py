@@ -1,4 +1,4 @@
-"""Typed records at every boundary: claims, decisions, quarantine records.
+"""Typed records at every boundary: claims, routes, decisions and their rationale.
 
 A wrong field is an error that names the field and the reason.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -21,6 +21,16 @@ class Route(str, Enum):
     refer_siu = "refer_siu"
     reject = "reject"
 
+
+ROUTES: tuple[str, ...] = tuple(r.value for r in Route)
+
+# Every event the audit ledger accepts (connectors.stores.ledger refuses any other name).
+LEDGER_EVENTS: tuple[str, ...] = (
+    "ingest_batch", "validated", "quarantined",  # landing and validation (pipeline)
+    "score", "posterior", "decision",  # each decision, batch or API
+    "policy_in_force", "model_alias_set", "model_pinned",  # what decided: policy set, model alias, service pin
+    "review_action", "payout", "user_change",  # people and money
+)
 
 CLAIM_TYPES = ("auto", "home", "travel", "health")
 # A document reference is a plain name: letters, digits, dot, underscore, dash; no path, no NUL.
@@ -75,27 +85,73 @@ class Claim(BaseModel):
         return v
 
 
-class QuarantineRecord(BaseModel):
-    """A row that failed validation, kept with every reason it failed."""
+RATIONALE_KINDS = ("score", "feature", "evidence")
 
-    claim_id: str | None
-    partition: str
-    source: str
-    reasons: list[str]
-    raw: dict[str, Any]
+
+class RationaleItem(BaseModel):
+    """One reason of a decision: the classifier's score (with its band), a feature's contribution to that
+    score, or a Bayesian-network signal's contribution to p_fraud; `text` is the same said in words."""
+
+    kind: Literal["score", "feature", "evidence"]
+    name: str
+    value: str | float | int | bool | None = Field(description="The score, the feature's value (None when "
+                                                               "missing) or the signal's observed state.")
+    effect: float | None = Field(default=None, description="How far it moved the score (feature) or p_fraud "
+                                                          "(evidence); None for the score itself.")
+    band: str | None = Field(default=None, description="The score's band (kind `score` only).")
+    text: str
+
+
+def format_value(value: Any) -> str:
+    """A rationale value as people read it: 3 significant digits for numbers, `missing` for None/NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "missing"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def rationale_text(kind: str, name: str, value: Any, effect: float | None = None, band: str | None = None) -> str:
+    """The one wording of a rationale item (the API's, the ledger's and the review UI's `text`)."""
+    if kind == "score":
+        return f"classifier score {float(value):.3f} ({band} band)"
+    if kind == "feature":
+        return f"{name}={format_value(value)} moved the score {float(effect or 0.0):+.3f}"
+    if kind == "evidence":
+        return f"{name}={format_value(value)} moved p_fraud {float(effect or 0.0):+.3f}"
+    raise ValueError(f"rationale kind must be one of {RATIONALE_KINDS}; got {kind!r}")
+
+
+def rationale_item(kind: str, name: str, value: Any, effect: float | None = None,
+                   band: str | None = None) -> dict[str, Any]:
+    """A rationale item as stored with the decision (the fields of `RationaleItem`, `text` derived here)."""
+    if isinstance(value, float) and value != value:
+        value = None
+    item: dict[str, Any] = {"kind": kind, "name": name, "value": value, "effect": effect,
+                            "text": rationale_text(kind, name, value, effect, band)}
+    if band is not None:
+        item["band"] = band
+    return item
 
 
 class Decision(BaseModel):
-    """The decision contract (DESIGN.md): one per claim, from batch or sync path alike."""
+    """The decision contract for one claim, as stored and served, from the batch or the sync path alike."""
 
     claim_id: str
-    p_fraud: float = Field(ge=0.0, le=1.0)
-    p_fraud_interval: tuple[float, float]
     route: Route
-    rationale: list[str]
+    p_fraud: float
+    p_fraud_interval: tuple[float, float]
+    score: float
+    amount: float
+    currency: str
+    rationale: list[RationaleItem]
     uncertainty_drivers: list[dict[str, Any]]
     versions: dict[str, str]
     snapshot_hash: str
+    partition: str
+    decided_at: str
+    trace_id: str = Field(description="The claim's trace id (OpenTelemetry and audit ledger).")
+    review_status: str | None = None
 
 
 def describe_validation_error(err: ValidationError) -> list[str]:

@@ -16,6 +16,17 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CURRENT_NETWORK = "current"
+
+
+def network_dir(home: Path) -> Path:
+    """The Bayesian-network folder of the state under `home` (for callers that hold only the home)."""
+    return Path(home) / "artifacts" / "bayes"
+
+
+def network_path(home: Path, version: str = CURRENT_NETWORK) -> Path:
+    """The file of network `version` under `home`; `current` is the network training published last."""
+    return network_dir(home) / f"{version}.json"
 
 
 class Profile(str, Enum):
@@ -75,6 +86,15 @@ class Settings(BaseSettings):
     def artifacts_dir(self) -> Path:
         """Local artifacts: plots and Bayesian networks."""
         return self.home / "artifacts"
+
+    @property
+    def network_dir(self) -> Path:
+        """Where training saves the Bayesian networks, one `<version>.json` each plus `current.json`."""
+        return network_dir(self.home)
+
+    def network_path(self, version: str = CURRENT_NETWORK) -> Path:
+        """The file of network `version` (`current`: the one training published last)."""
+        return network_path(self.home, version)
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

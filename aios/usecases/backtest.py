@@ -115,37 +115,11 @@ def day_labels(settings: Settings, day: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- models
 
 
-def network_for(settings: Settings, classifier: str):  # -> FraudNetwork
-    """The Bayesian network fitted on `classifier`'s ("name/version") scores: current.json when it matches,
-    else the newest saved network that records that classifier."""
-    from models.bayes import FraudNetwork
-
-    folder = settings.artifacts_dir / "bayes"
-    candidates = sorted(folder.glob("*.json"), key=lambda p: (p.name != "current.json", -p.stat().st_mtime))
-    for path in candidates:
-        meta = json.loads(path.read_text()).get("meta", {})
-        if meta.get("classifier") == classifier:
-            return FraudNetwork.load(path)
-    raise LookupError(f"no Bayesian network fitted for {classifier} under {folder}: "
-                      f"run `aios train` (champion) or let `aios backtest` train the challenger")
-
-
-@lru_cache(maxsize=4)
-def _classifier(tracking_uri: str, name: str, version: str) -> Any:
-    from connectors.registry import load_model
-
-    return load_model(tracking_uri, name, version)
-
-
 def load_role(settings: Settings, alias: str, policy: Any):  # -> DecisionModels
     """The decision models of one MLflow alias: classifier at the alias's version, its network, `policy`."""
-    from models.decision import DecisionModels
-    from connectors.registry import resolve_alias
+    from aios.usecases.decision_models import models_by_alias
 
-    ref = resolve_alias(settings.mlflow_uri, settings.model_name, alias)
-    label = f"{ref.name}/{ref.version}"
-    return DecisionModels(_classifier(settings.mlflow_uri, ref.name, ref.version), ref.name, ref.version,
-                          network_for(settings, label), policy)
+    return models_by_alias(settings, alias, policy)
 
 
 def training_cutoff(settings: Settings, alias: str) -> str | None:
@@ -206,7 +180,7 @@ def train_challenger(settings: Settings, seed: int = 1, alias: str = "challenger
     label = f"{ref.name}/{ref.version}"
     net = fit_network(evidence_frame(data.features_holdout, p), data.y_holdout,
                       meta={"classifier": label, "window": list(data.window), "role": alias})
-    net.save(settings.artifacts_dir / "bayes" / f"{net.version}.json")
+    net.save(settings.network_path(net.version))
     return label
 
 

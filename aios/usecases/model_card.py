@@ -39,7 +39,7 @@ def model_card(settings: Settings) -> str:
     ref = resolve_alias(settings.mlflow_uri, settings.model_name, "champion")
     run = MlflowClient(tracking_uri=settings.mlflow_uri).get_run(ref.run_id)
     metrics, params = run.data.metrics, run.data.params
-    net_path = settings.home / "artifacts" / "bayes" / "current.json"
+    net_path = settings.network_path()
     net = FraudNetwork.load(net_path) if net_path.exists() else None
     policy = load_policy_set()
     lines = [

@@ -17,9 +17,9 @@ from aios.kernel.settings import Settings
 from connectors.stores.snapshots import load_snapshots
 from connectors.stores.decisions import decisions_table
 from governance.policy import PolicySet, load_policy_set
-from models.bayes import FraudNetwork
 from models.decision import DecisionModels, decide
-from connectors.registry import load_model, resolve_alias
+from models.routes import REVIEW, SIU, route_counts, routing_rates
+from aios.usecases.decision_models import models_by_alias, models_by_versions, network_version
 
 COMPARED = ["route", "score", "p_fraud", "p_fraud_low", "p_fraud_high", "rationale", "uncertainty_drivers",
             "snapshot_hash", "versions"]
@@ -54,25 +54,16 @@ def _stored(engine: sa.Engine, where: Any) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in rows])
 
 
-def _network(settings: Settings, version: str) -> FraudNetwork:
-    path = settings.home / "artifacts" / "bayes" / f"{version}.json"
-    if not path.exists():
-        raise LookupError(f"Bayesian network {version} is not stored at {path}")
-    return FraudNetwork.load(path)
-
-
 def pinned_models(settings: Settings, versions: dict[str, str], policy: PolicySet | None = None) -> DecisionModels:
     """The exact classifier version, network version and policy a decision recorded.
 
     The policy files in force must carry the recorded label, unless `policy` is given.
     """
-    name, _, version = versions["classifier"].rpartition("/")
     pol = policy or load_policy_set()
     if policy is None and pol.label != versions["policy"]:
         raise LookupError(f"decision ran under policy {versions['policy']}, the files in force are {pol.label}; "
                           f"pass the old policy set to replay it")
-    return DecisionModels(load_model(settings.mlflow_uri, name, version), name, version,
-                          _network(settings, versions["bayes_net"]), pol)
+    return models_by_versions(settings, versions, pol)
 
 
 def _first_difference(recorded: dict[str, Any], recomputed: dict[str, Any]) -> str | None:
@@ -122,9 +113,9 @@ def replay_partition(settings: Settings, partition: str) -> list[ReplayResult]:
 
 
 def _rates(routes: pd.Series) -> dict[str, float]:
-    n = max(len(routes), 1)
-    return {"claims": float(len(routes)), "automation_rate": float((routes == "auto_approve").sum() / n),
-            "review_load": float((routes == "human_review").sum()), "referred": float((routes == "refer_siu").sum())}
+    counts = route_counts(routes)
+    return {"claims": float(len(routes)), "automation_rate": routing_rates(routes, empty=0.0)["automation_rate"],
+            "review_load": float(counts[REVIEW]), "referred": float(counts[SIU])}
 
 
 def counterfactual(settings: Settings, partition: str, model_alias: str = "champion",
@@ -136,10 +127,8 @@ def counterfactual(settings: Settings, partition: str, model_alias: str = "champ
         raise LookupError(f"no stored decisions for partition {partition}")
     features = load_snapshots(engine, list(stored["snapshot_hash"]))
     recorded_versions = json.loads(stored["versions"].iat[0])
-    ref = resolve_alias(settings.mlflow_uri, settings.model_name, model_alias)
-    network = _network(settings, recorded_versions["bayes_net"])
-    models = DecisionModels(load_model(settings.mlflow_uri, ref.name, ref.version), ref.name, ref.version, network,
-                            load_policy_set(policy_path))
+    models = models_by_alias(settings, model_alias, load_policy_set(policy_path),
+                             network=network_version(settings, recorded_versions["bayes_net"]))
     after = decide(features, models).set_index("claim_id")
     before = stored.set_index("claim_id")
     joined = pd.DataFrame({"route_before": before["route"], "route_after": after["route"].reindex(before.index),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 
 from aios.kernel.db import ensure_tables, get_engine
@@ -15,9 +14,9 @@ from connectors.stores.gates import latest_gates
 from connectors.inbox import SUFFIXES, UnreadableFile, read_claims_file
 from connectors.landing import landed_claims
 from connectors.payout import payouts_table
+from models.routes import AUTO, REVIEW, SIU
 
-SUMMARY_KEYS = ("claims_in", "quarantined", "auto_approve", "human_review", "refer_siu", "paid",
-                "drift_detected", "versions")
+SUMMARY_COUNTED_ROUTES = (AUTO, REVIEW, SIU)
 
 
 def _rows_in(path) -> int:
@@ -53,9 +52,7 @@ def partition_summary(settings: Settings, partition: str) -> dict:
         "partition": partition,
         "claims_in": int(claims_in),
         "quarantined": int(quarantined),
-        "auto_approve": int(routes.get("auto_approve", 0)),
-        "human_review": int(routes.get("human_review", 0)),
-        "refer_siu": int(routes.get("refer_siu", 0)),
+        **{r: int(routes.get(r, 0)) for r in SUMMARY_COUNTED_ROUTES},
         "paid": int(paid),
         "drift_detected": None if drift is None else (not drift[0]),
         "gates": {k: {"passed": v[0], "detail": v[1]} for k, v in gates.items()},
@@ -68,10 +65,3 @@ def write_summary(summary: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def summary_frame(summary: dict) -> pd.DataFrame:
-    """The summary as a two-column table (for printing)."""
-    rows = [(k, summary[k] if k != "versions" else ", ".join(f"{a}={b}" for a, b in summary[k].items()))
-            for k in SUMMARY_KEYS]
-    return pd.DataFrame(rows, columns=["what", "value"])

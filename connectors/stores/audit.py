@@ -99,7 +99,8 @@ def record_change(engine: sa.Engine, event: str, actor: str, payload: Mapping[st
     ledger(engine).append(event, actor, dict(payload), versions=versions)
 
 
-def record_policy_in_force(engine: sa.Engine, label: str, versions: Mapping[str, str]) -> bool:
+def record_policy_in_force(engine: sa.Engine, label: str, versions: Mapping[str, str],
+                           actor: str = PIPELINE_ACTOR) -> bool:
     """Record `label` the first time decisions run under it (and after any other policy ran); True if recorded."""
     led = ledger(engine)
     with engine.connect() as conn:
@@ -107,5 +108,5 @@ def record_policy_in_force(engine: sa.Engine, label: str, versions: Mapping[str,
                             .order_by(audit_ledger.c.seq.desc()).limit(1)).scalar()
     if last is not None and json.loads(last).get("policy") == label:
         return False
-    led.append("policy_in_force", PIPELINE_ACTOR, {"policy": label, "files": dict(versions)})
+    led.append("policy_in_force", actor, {"policy": label, "files": dict(versions)})
     return True

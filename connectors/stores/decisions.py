@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import sqlalchemy as sa
 
+from aios.kernel.contracts import Route
 from aios.kernel.db import ensure_tables, metadata
 
 decisions_table = sa.Table(
@@ -78,9 +79,9 @@ def _decision_rows(partition: str, decisions: pd.DataFrame, decided_at: str) -> 
             for r in decisions.to_dict("records")]
 
 
-def save_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame) -> None:
+def save_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, decided_at: str | None = None) -> None:
     """Store the partition's decisions (one row per claim), replacing what the partition held."""
-    _replace_partition(engine, decisions_table, partition, _decision_rows(partition, decisions, _now()))
+    _replace_partition(engine, decisions_table, partition, _decision_rows(partition, decisions, decided_at or _now()))
 
 
 def upsert_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, decided_at: str) -> None:
@@ -107,7 +108,7 @@ def enqueue_reviews(engine: sa.Engine, partition: str, decisions: pd.DataFrame) 
     Cases already open or decided are left as they are: a re-run never reopens a reviewed claim.
     """
     ensure_tables(engine, review_cases)
-    todo = decisions[decisions["route"] == "human_review"]
+    todo = decisions[decisions["route"] == Route.human_review.value]
     now = datetime.now(timezone.utc)
     new = 0
     with engine.begin() as conn:

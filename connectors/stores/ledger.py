@@ -28,7 +28,6 @@ head is only detectable against a copy of the head kept elsewhere: publish
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -39,13 +38,11 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from aios.kernel.canonical import canonical_json, format_ts, utc_now
+from aios.kernel.contracts import LEDGER_EVENTS
 from aios.kernel.db import metadata
 from governance.hashchain import GENESIS_HASH, HASHED_FIELDS, ChainChecker, LedgerRow, VerifyResult, row_hash
 
-EVENTS = ("ingest_batch", "validation", "quarantine", "score", "posterior", "decision", "review_action",
-          "payout", "policy_change", "model_alias_change", "replay", "user_change")
 _ROW_KEYS = {"event", "actor", "payload", "claim_id", "versions", "snapshot_hash", "trace_id"}
-_EVENT_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 _PG_LOCK_KEY = 0x61696F73  # "aios": serialises schema/guard installation across processes
 _PAID_STATUSES = {None, "paid", "succeeded", "completed"}
 
@@ -197,8 +194,9 @@ def ensure_ledger_schema(engine: sa.Engine) -> None:
 
 def _prepare(event: str, actor: str, payload: Any, claim_id: Any, versions: Any, snapshot_hash: Any,
              trace_id: Any) -> dict[str, Any]:
-    if not isinstance(event, str) or not _EVENT_RE.match(event):
-        raise ValueError(f"event must match {_EVENT_RE.pattern}; got {event!r}")
+    if event not in LEDGER_EVENTS:
+        raise ValueError(f"event must be one of {', '.join(LEDGER_EVENTS)} (aios.kernel.contracts.LEDGER_EVENTS); "
+                         f"got {event!r}")
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
         raise ValueError(f"actor must be a non-empty string (module@version or a user name); got {actor!r}")
     return {

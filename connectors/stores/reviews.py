@@ -31,6 +31,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from aios.kernel.db import ensure_tables, metadata
 from connectors.stores.decisions import decisions_table, review_cases
+from models.routes import override_rate
 
 WAITING = "open"
 APPROVED, PAID, REJECTED, PAYOUT_REFUSED = "approved", "paid", "rejected", "payout_refused"
@@ -801,7 +802,8 @@ def review_metrics(engine: sa.Engine, now: datetime | None = None,
         by_stage[w.stage or "new"] = by_stage.get(w.stage or "new", 0) + 1
     times = [a.review_seconds for a in acts if a.review_seconds is not None]
     final = [a for a in acts if a.outcome in (APPROVED, REJECTED)]
-    overrides = sum(1 for a in final if (a.outcome == APPROVED) != (a.model_leaning == "approve"))
+    overrides, rate = override_rate([a.outcome == APPROVED for a in final],
+                                    [a.model_leaning == "approve" for a in final])
     return ReviewMetrics(
         now=_ts(now),
         queue_size=len(waiting),
@@ -814,7 +816,7 @@ def review_metrics(engine: sa.Engine, now: datetime | None = None,
         approved=sum(1 for a in final if a.outcome == APPROVED),
         rejected=sum(1 for a in final if a.outcome == REJECTED),
         overrides=overrides,
-        override_rate=overrides / len(final) if final else None,
+        override_rate=rate,
         sla_breached_waiting=sum(1 for w in waiting if now > parse_ts(w.sla_due_at)),
         sla_breached_closed=sum(1 for a in final if parse_ts(a.at) > parse_ts(a.sla_due_at)),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from aios.kernel.contracts import format_value
 from aios.kernel.db import ensure_tables, get_engine
 from connectors.stores.reviews import ensure_review_tables, leaning_threshold
 from aios.kernel.settings import Settings
@@ -18,12 +18,10 @@ from connectors.documents import DocumentStore
 from connectors.inbox import SUFFIXES, UnreadableFile, read_claims_file
 from connectors.stores.audit import ledger, record_user_change
 from connectors.stores.ledger import AuditLedger
-from governance.policy import PolicySet, load_policy_set
+from governance.policy import PolicySet, policy_set_in_force
 
 CLAIM_FIELDS = ("claim_id", "policy_id", "customer_id", "submitted_at", "incident_date", "claim_type", "amount",
                 "currency", "channel", "customer_tenure_days", "prior_claims", "description", "document_refs")
-_SCORE_LINE = re.compile(r"^(?P<name>\w+)=(?P<value>.*) moved the score (?P<delta>[+-]?[0-9.eE+-]+)$")
-_EVIDENCE_LINE = re.compile(r"^(?P<name>\w+)=(?P<value>.*) moved p_fraud (?P<delta>[+-]?[0-9.eE+-]+)$")
 
 
 @dataclass
@@ -44,7 +42,7 @@ class ReviewContext:
         engine = get_engine(settings.db_url)
         ensure_tables(engine)
         ensure_review_tables(engine)
-        policy = load_policy_set()
+        policy = policy_set_in_force()  # the same object the decision service pinned
         return cls(settings=settings, engine=engine, policy=policy, ledger=ledger(engine),
                    documents=DocumentStore(settings.documents_dir), threshold=leaning_threshold(policy))
 
@@ -115,27 +113,28 @@ def _claims_in_file(path: str, _mtime_ns: int) -> dict[str, dict[str, Any]]:
     return out
 
 
-def parse_rationale(text: str | None) -> dict[str, Any]:
-    """The decision's rationale split for display: the classifier line, the top feature contributions to the
-    score, the Bayesian-network evidence with how far each moved p_fraud, and any other lines."""
+def rationale_view(text: str | None) -> dict[str, Any]:
+    """The decision's structured rationale (`RationaleItem`s) grouped for display: the score's words, the top
+    feature contributions to the score, and the network evidence with how far each moved p_fraud.
+
+    An item that is not structured (a decision stored before the rationale was) is shown as its words.
+    """
     try:
-        lines = json.loads(text) if text else []
+        items = json.loads(text) if text else []
     except ValueError:
-        lines = [str(text)]
+        items = [str(text)]
     out: dict[str, Any] = {"summary": [], "features": [], "evidence": []}
-    for line in lines if isinstance(lines, list) else [str(lines)]:
-        line = str(line)
-        for key, pat in (("features", _SCORE_LINE), ("evidence", _EVIDENCE_LINE)):
-            m = pat.match(line)
-            if m:
-                try:
-                    delta = float(m["delta"])
-                except ValueError:
-                    break
-                out[key].append({"name": m["name"], "value": m["value"], "delta": delta})
-                break
+    for item in items if isinstance(items, list) else [items]:
+        if not isinstance(item, dict):
+            out["summary"].append(str(item))
+            continue
+        kind = item.get("kind")
+        if kind in ("feature", "evidence") and isinstance(item.get("effect"), (int, float)):
+            out["features" if kind == "feature" else "evidence"].append(
+                {"name": str(item.get("name")), "value": format_value(item.get("value")),
+                 "delta": float(item["effect"])})
         else:
-            out["summary"].append(line)
+            out["summary"].append(str(item.get("text", "")))
     return out
 
 

@@ -22,7 +22,7 @@ from connectors.stores import reviews
 from connectors.stores.reviews import InvalidInput, NotAllowed, QueueFilter, ReviewError
 from connectors.stores.ledger import audit_ledger
 
-from service.review.context import parse_drivers, parse_rationale
+from service.review.context import parse_drivers, rationale_view
 from service.review.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
@@ -188,7 +188,7 @@ def _case_page(request: Request, session: reviews.Session, claim_id: str, error:
     trail = []
     if pol.is_allowed(role, "view_audit"):
         trail = [pol.redact(r.to_dict(), role) for r in ctx.ledger.rows(claim_id)]
-    rationale = parse_rationale(decision.get("rationale"))
+    rationale = rationale_view(decision.get("rationale"))
     flags = pol.content_flags(str(claim.get("description") or "")) if claim else []
     return page(
         request, "case.html", session, status=status, case=case, view=view, error=error, reason=reason,
