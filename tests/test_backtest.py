@@ -216,3 +216,39 @@ def test_backtest_jobs_assets_and_alarm_sensor_are_in_the_definitions():
     assert defs.resolve_sensor_def("alarm_sensor").job_name == "slo_job"
     checks = {k.name for k in defs.resolve_assets_def("slo_report").check_keys}
     assert checks == {"latency_p95", "override_rate_change", "drift_share"}
+
+
+def test_alarm_check_reads_reviews_since_its_cursor_and_raises_each_override_breach_once(tmp_path):
+    import sqlalchemy as sa
+
+    from aios.kernel.db import ensure_tables, get_engine
+    from aios.usecases.alarms import AlarmCursor, check_alarms
+    from connectors.stores.alarms import read_alarms
+    from connectors.stores.reviews import APPROVED, REJECTED, review_actions
+
+    slo = load_slo()
+    engine = get_engine(f"sqlite:///{tmp_path / 'stores.db'}")
+    ensure_tables(engine, review_actions)
+
+    def review(day: int, overrides: int, n: int = 30) -> None:
+        with engine.begin() as conn:
+            conn.execute(review_actions.insert(), [
+                {"claim_id": f"c{day}-{i}", "partition": f"2026-10-{day:02d}", "actor": "ana", "role": "reviewer",
+                 "action": "reject" if i < overrides else "approve", "reason": "checked",
+                 "outcome": REJECTED if i < overrides else APPROVED, "model_leaning": "approve", "amount": 100.0,
+                 "at": "2026-10-20T00:00:00.000000Z"} for i in range(n)])
+
+    for day in range(1, 8):
+        review(day, 3)  # 10% overrides for a week
+    first = check_alarms(engine, AlarmCursor(), slo)
+    assert first.new == [] and len(first.reviewed_partitions) == 7
+    idle = check_alarms(engine, first.cursor, slo)
+    assert idle.reviewed_partitions == [] and idle.cursor == first.cursor  # nothing new: nothing re-read
+    review(8, 15)  # then 50%
+    fired = check_alarms(engine, AlarmCursor.parse(idle.cursor.dump()), slo)
+    assert fired.reviewed_partitions == ["2026-10-08"]
+    assert [(a.kind, a.partition) for a in fired.new] == [("override_rate", "2026-10-08")]
+    review(8, 1, n=1)  # one more override the same day: the same breach, not a new alarm
+    again = check_alarms(engine, fired.cursor, slo)
+    assert again.new == [] and again.repeated == 1
+    assert len(read_alarms(engine)) == 1
