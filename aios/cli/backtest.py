@@ -9,6 +9,8 @@ bounds check's verdict and the materializations' metadata, with the report each 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -25,13 +27,23 @@ TO = typer.Option(None, "--to", help="Last history day (YYYY-MM-DD); default: th
 
 @contextlib.contextmanager
 def dagster_log(s: Settings, name: str):
-    """Send what Dagster and the libraries write to stderr into `<home>/logs/<name>.log` while a run goes;
-    yields the log's path."""
+    """Send everything written to stderr while a run goes (Dagster's event log, library warnings, native
+    code) into `<home>/logs/<name>.log`, so the terminal shows only the command's own lines; yields the
+    log's path."""
     log_dir = s.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
-    with open(log, "w") as fh, contextlib.redirect_stderr(fh):
-        yield log
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log, "w") as fh:
+        os.dup2(fh.fileno(), 2)  # file descriptor level: handlers that hold the original stream follow too
+        try:
+            with contextlib.redirect_stderr(fh):
+                yield log
+        finally:
+            fh.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _window(s: Settings, start: str | None, end: str | None) -> list[str]:
