@@ -68,6 +68,21 @@ def test_feature_snapshot_is_content_addressed_and_refuses_an_altered_file(tmp_p
         read_snapshot(tmp_path, snap.hash)
 
 
+def test_backtest_snapshot_hash_is_canonical_json_text_not_a_pandas_hash():
+    import hashlib
+    import json
+
+    from models.backtest import features_hash
+
+    features = TINY.set_index("claim_id")[["amount", "route"]].head(2)
+    # each row as the decision path hashes it: sha256 of its canonical JSON text (sorted keys, no spaces)
+    rows = [hashlib.sha256(t.encode()).hexdigest() for t in ('{"amount":1000.0,"claim_id":"c1","route":"refer_siu"}',
+                                                             '{"amount":2000.0,"claim_id":"c2","route":"human_review"}')]
+    whole = json.dumps({"columns": ["amount", "route"], "index": "claim_id", "rows": rows}, separators=(",", ":"))
+    assert features_hash(features) == "snap-" + hashlib.sha256(whole.encode()).hexdigest()[:16]
+    assert features_hash(features.astype({"amount": "float32"})) == features_hash(features)  # values, not dtypes
+
+
 def _synthetic(n: int = 400, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.random(n) < 0.06
