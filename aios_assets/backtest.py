@@ -26,7 +26,8 @@ SLO_GROUP = "observability"
 
 BACKTEST_BOUNDS = dg.AssetCheckSpec(
     "backtest_bounds", asset="backtest_summary",
-    description="Pooled calibration and fraud caught of the champion stay within bench/backtest_bounds.json.")
+    description="Pooled calibration and fraud caught of the champion stay within the bounds file "
+                "(bench/backtest_bounds.json unless the run config names another).")
 SLO_CHECKS = [
     dg.AssetCheckSpec("latency_p95", asset="slo_report", description="p95 latency of one decision under its ceiling."),
     dg.AssetCheckSpec("override_rate_change", asset="slo_report",
@@ -40,6 +41,18 @@ class WindowConfig(dg.Config):
 
     start: str = ""
     end: str = ""
+
+
+class SummaryConfig(WindowConfig):
+    """The window, and the regression-bounds file its check uses (empty: bench/backtest_bounds.json)."""
+
+    bounds: str = ""
+
+
+class EconomicsConfig(WindowConfig):
+    """The window, and the cost model the bands are priced with (empty: config/costs.yaml)."""
+
+    costs: str = ""
 
 
 def _settings(inbox: InboxResource, registry: ModelRegistryResource) -> Settings:
@@ -94,7 +107,9 @@ def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, i
                     registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
     """Champion against challenger on the day's snapshot: metrics and reliability diagram."""
     from aios.usecases.backtest import run_partition
-    from aios.usecases.backtest_report import markdown_table, reliability_plot
+    from aios.usecases.backtest_report import markdown_table
+    from aios.usecases.plots import calibration_plot
+    from models.backtest import reliability_by_role
 
     day = context.partition_key
     result = run_partition(_settings(inbox, registry), day, backtest_snapshot, policy.load())
@@ -102,7 +117,8 @@ def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, i
         context.log.warning(f"{role} skipped: {why}")
     meta: dict = {"snapshot": result.snapshot, "models": dg.MetadataValue.json(result.models),
                   "metrics": dg.MetadataValue.md(markdown_table(result.metrics.drop(columns=["partition"]))),
-                  "reliability_diagram": image(reliability_plot(result.scored, f"p_fraud {day}"), "reliability")}
+                  "reliability_diagram": image(calibration_plot(reliability_by_role(result.scored), f"p_fraud {day}"),
+                                               "reliability")}
     for row in result.metrics.to_dict("records"):
         meta.update(_floats(f"{row['role']}_", {k: row[k] for k in ("auc", "brier", "ece", "automation_rate",
                                                                      "fraud_caught", "false_positive_escalations",
@@ -113,33 +129,35 @@ def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, i
 @dg.asset(group_name=GROUP, deps=[backtest_report], kinds={"pandas"}, check_specs=[BACKTEST_BOUNDS],
           description="A window of backtested days pooled: champion against challenger, reliability diagram, "
                       "per-partition measures; the regression bounds checked.")
-def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
+def backtest_summary(context: dg.AssetExecutionContext, config: SummaryConfig, inbox: InboxResource,
                      registry: ModelRegistryResource) -> dg.MaterializeResult:
-    """The backtest window pooled, with the regression-bounds check."""
+    """The backtest window pooled, with the regression-bounds check; the report written under reports/."""
     from aios.usecases.backtest import load_bounds
-    from aios.usecases.backtest_report import markdown_table, partition_plot, reliability_plot, summary_frame
-    from models.backtest import check_bounds, metrics_table
+    from aios.usecases.backtest_report import backtest_window_report, markdown_table, summary_frame
 
     settings, days, scored = _scored_window(inbox, registry, config)
-    table = metrics_table(scored)
-    bounds = load_bounds()
-    role = bounds.get("role", "champion")
-    pooled = table[(table["partition"] == "ALL") & (table["role"] == role)].iloc[0].to_dict()
-    broken = check_bounds(pooled, bounds)
+    bounds_path = Path(config.bounds) if config.bounds else None
+    try:
+        bounds = load_bounds(bounds_path)
+    except (OSError, ValueError) as exc:
+        raise dg.Failure(f"bounds file {config.bounds or 'bench/backtest_bounds.json'}: {exc}") from exc
+    report = backtest_window_report(settings, days, scored, bounds,
+                                    f"Dagster runs: backtest_job × {len(days)}, backtest_summary_job {context.run_id}")
     title = f"{days[0]} .. {days[-1]}"
-    meta = {"window": title, "partitions": len(days),
-            "summary": dg.MetadataValue.md(markdown_table(summary_frame(table))),
-            "reliability_diagram": image(reliability_plot(scored, f"p_fraud, pooled {title}"), "reliability"),
-            "per_partition": image(partition_plot(table, f"backtest {title}"), "per-partition measures")}
-    for row in table[table["partition"] == "ALL"].to_dict("records"):
+    meta = {"window": title, "partitions": len(days), "report": dg.MetadataValue.path(str(report.path)),
+            "summary": dg.MetadataValue.md(markdown_table(summary_frame(report.table))),
+            "reliability_diagram": image(report.images["reliability.png"], "reliability"),
+            "per_partition": image(report.images["per_partition.png"], "per-partition measures")}
+    for row in report.table[report.table["partition"] == "ALL"].to_dict("records"):
         meta.update(_floats(f"{row['role']}_", {k: row[k] for k in ("auc", "brier", "ece", "automation_rate",
                                                                      "fraud_caught", "false_positive_escalations",
                                                                      "expected_loss", "realized_loss")}))
     check = dg.AssetCheckResult(
-        check_name="backtest_bounds", passed=not broken, severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(broken) or f"{role} within bounds over {title}",
-        metadata={"bounds": dg.MetadataValue.json(bounds), "ece": float(pooled["ece"]),
-                  "fraud_caught": float(pooled["fraud_caught"])})
+        check_name="backtest_bounds", passed=not report.broken, severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(report.broken) or f"{report.role} within bounds over {title}",
+        metadata={"bounds": dg.MetadataValue.json(bounds), "role": report.role,
+                  "bounds_file": str(bounds_path or "bench/backtest_bounds.json"),
+                  "ece": float(report.pooled["ece"]), "fraud_caught": float(report.pooled["fraud_caught"])})
     return dg.MaterializeResult(metadata=meta, check_results=[check])
 
 
@@ -147,23 +165,23 @@ def backtest_summary(context: dg.AssetExecutionContext, config: WindowConfig, in
           description="Automation rate against expected cost over a grid of routing bands (config/costs.yaml), "
                       "the recommended bands, cost per 1,000 decisions, and Bayesian fusion against "
                       "classifier-only routing at the same review budget.")
-def threshold_economics(context: dg.AssetExecutionContext, config: WindowConfig, inbox: InboxResource,
+def threshold_economics(context: dg.AssetExecutionContext, config: EconomicsConfig, inbox: InboxResource,
                         registry: ModelRegistryResource, policy: PolicyResource) -> dg.MaterializeResult:
-    """Automation against expected cost over a grid of routing bands, and the recommended bands."""
-    from aios.usecases.backtest_report import markdown_table, study_frames, threshold_plot
-    from models.economics import check_bands_match_policy, load_costs, threshold_study
+    """Automation against expected cost over a grid of routing bands, and the recommended bands; the report
+    written under reports/."""
+    from aios.usecases.backtest_report import markdown_table, study_frames, threshold_window_report
+    from models.economics import load_costs
 
     settings, days, scored = _scored_window(inbox, registry, config)
-    champ = scored[(scored["role"] == "champion") & scored["is_fraud"].notna()]
     pol = policy.load()
-    current = check_bands_match_policy(champ["p_fraud"].to_numpy(), champ["amount"].to_numpy(), pol)
-    study = threshold_study(champ["p_fraud"].to_numpy(), champ["score"].to_numpy(), champ["amount"].to_numpy(),
-                            champ["is_fraud"].to_numpy(), current, load_costs())
+    report = threshold_window_report(settings, days, scored, pol, load_costs(Path(config.costs) if config.costs
+                                                                             else None))
+    study = report.study
     bands, fusion = study_frames(study)
-    title = f"{days[0]} .. {days[-1]}"
     f = study.fusion_current
     return dg.MaterializeResult(metadata={
-        "window": title, "model": str(champ["model"].iat[0]), "policy": pol.label,
+        "window": f"{days[0]} .. {days[-1]}", "model": report.model, "policy": pol.label,
+        "report": dg.MetadataValue.path(str(report.path)), "currency": study.costs.currency,
         "recommended_bands": dg.MetadataValue.json(study.recommended.as_dict()),
         "bands_in_force": dg.MetadataValue.json(study.current.as_dict()),
         "cost_per_1k_in_force": dg.MetadataValue.float(study.current_eval["cost_per_1k"]),
@@ -172,7 +190,7 @@ def threshold_economics(context: dg.AssetExecutionContext, config: WindowConfig,
         "fusion_false_positive_change": dg.MetadataValue.float(f.false_positive_change),
         "bands": dg.MetadataValue.md(markdown_table(bands)),
         "fusion_vs_classifier": dg.MetadataValue.md(markdown_table(fusion)),
-        "trade_off": image(threshold_plot(study, f"routing bands, {title}"), "threshold trade-off"),
+        "trade_off": image(report.image, "threshold trade-off"),
     })
 
 

@@ -1,88 +1,201 @@
-"""Run the code location's jobs in process against the persistent Dagster instance (DAGSTER_HOME),
-so runs launched from the `aios` CLI show up in the Dagster UI like any other.
+"""The one launcher: every job the `aios` CLI and the benchmarks start goes through here.
 
-Invoked by the CLI as `python -m aios_assets.launch {train|ingest|partition} ...`; prints one JSON
-object per job on stdout.
+Jobs run in process (`JobDefinition.execute_in_process`) against the persistent Dagster instance
+(DAGSTER_HOME), so a run launched from the CLI shows up in the Dagster UI like any other, and its
+outcome is read from Dagster's own result: run id, success, asset check evaluations and the
+materializations' metadata (`RunOutcome`). Nothing is parsed from stdout.
+
+The benchmarks keep Dagster out of their own process (its imports and memory would be measured with
+them) and time a run the way the daemon starts one, in a fresh process: `run_in_child` starts
+`python -m aios_assets.launch {train|ingest|partition DAY}`, whose exit status says whether the run
+succeeded; what it computed is in the stores and the instance.
+
+Dagster is imported inside the functions, not at the top: the CLI imports this module for every
+command that launches, and the benchmarks import it for `child_env`, without paying for Dagster.
 """
 
+from __future__ import annotations
+
 import argparse
-import json
+import os
+import subprocess
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import dagster as dg
+from aios.kernel.settings import Settings, get_settings
 
-from aios.kernel.settings import get_settings
-
-
-def _instance() -> dg.DagsterInstance:
-    get_settings().dagster_home.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.get()
-
-
-def train() -> dict:
-    """Materialize the training assets: classifier (registered @champion), network, drift reference."""
-    from aios_assets.definitions import defs
-
-    result = defs.resolve_job_def("training_job").execute_in_process(instance=_instance(), raise_on_error=False)
-    return {"job": "training_job", "success": result.success, "run_id": result.run_id}
-
-
-def run_partition(partition: str) -> dict:
-    """Materialize the claims job for one day; a failed blocking check leaves payouts unmaterialized."""
-    from aios_assets.definitions import defs
-
-    result = defs.resolve_job_def("claims_job").execute_in_process(
-        partition_key=partition, instance=_instance(), raise_on_error=False)
-    checks = {}
-    for ev in result.get_asset_check_evaluations():
-        checks[ev.check_name] = {"passed": ev.passed, "description": ev.description}
-    return {"job": "claims_job", "partition": partition, "success": result.success, "run_id": result.run_id,
-            "checks": checks}
-
-
-def ingest() -> list[dict]:
-    """Evaluate the inbox sensor once with its stored cursor, then run what it requested."""
-    from aios_assets.definitions import defs
-    from sensors.inbox import inbox_sensor
-
-    instance = _instance()
-    ctx = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance),
-                                  resources=defs.resources, definitions=defs)
-    result = inbox_sensor(ctx)
-    _save_cursor(instance, result.cursor)
-    return [run_partition(r.partition_key) for r in result.run_requests]
-
+if TYPE_CHECKING:
+    import dagster as dg
 
 _CURSOR_KEY = "aios/launcher/inbox_sensor_cursor"
 
 
-def _load_cursor(instance: dg.DagsterInstance) -> str | None:
-    return instance.run_storage.get_cursor_values({_CURSOR_KEY}).get(_CURSOR_KEY)
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one Dagster run did, from its own records: the run, its checks and what it materialized."""
+
+    job: str
+    run_id: str
+    success: bool
+    partition: str | None = None
+    error: str | None = None
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def acceptable(self) -> bool:
+        """Succeeded, or failed only because a check blocked what follows it (that is the gate working)."""
+        return self.success or any(not c["passed"] for c in self.checks.values())
 
 
-def _save_cursor(instance: dg.DagsterInstance, cursor: str | None) -> None:
-    if cursor is not None:
-        instance.run_storage.set_cursor_values({_CURSOR_KEY: cursor})
+# ------------------------------------------------------------------------------------------- environment
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """Environment for a child process working on `settings.home` (its own Dagster home, one thread,
+    no network look-ups, no telemetry)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOS_RESOLVED_")}
+    env.update(AIOS_HOME=str(settings.home), DAGSTER_HOME=str(settings.dagster_home))
+    for key, value in _PROCESS_DEFAULTS.items():
+        env.setdefault(key, value)
+    return env
+
+
+_PROCESS_DEFAULTS = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
+                     "DAGSTER_DISABLE_TELEMETRY": "1"}
+
+
+def instance(settings: Settings | None = None) -> dg.DagsterInstance:
+    """The persistent Dagster instance of DAGSTER_HOME (default: the settings' dagster home)."""
+    import dagster as dg
+
+    s = settings or get_settings()
+    for key, value in _PROCESS_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(s.dagster_home)))
+    home.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def _defs() -> dg.Definitions:
+    from aios_assets.definitions import defs
+
+    return defs
+
+
+def _error(result: dg.ExecuteInProcessResult) -> str | None:
+    import dagster as dg
+
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
+            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+    return None if result.success else "run failed"
+
+
+def outcome(job: str, result: dg.ExecuteInProcessResult, partition: str | None = None) -> RunOutcome:
+    """A run's outcome read from Dagster's result: check evaluations and each materialization's metadata
+    (as plain values: text, numbers, JSON, paths)."""
+    checks = {e.check_name: {"passed": e.passed, "description": e.description}
+              for e in result.get_asset_check_evaluations()}
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        meta = event.step_materialization_data.materialization.metadata
+        metadata[event.asset_key.to_user_string()] = {k: v.value for k, v in meta.items()}
+    return RunOutcome(job, result.run_id, result.success, partition, _error(result), checks, metadata)
+
+
+# ------------------------------------------------------------------------------------------- the jobs
+
+
+def train() -> RunOutcome:
+    """Materialize the training assets: classifier (registered @champion), network, drift reference."""
+    result = _defs().resolve_job_def("training_job").execute_in_process(instance=instance(), raise_on_error=False)
+    return outcome("training_job", result)
+
+
+def run_partition(partition: str) -> RunOutcome:
+    """Materialize the claims job for one day; a failed blocking check leaves payouts unmaterialized."""
+    result = _defs().resolve_job_def("claims_job").execute_in_process(
+        partition_key=partition, instance=instance(), raise_on_error=False)
+    return outcome("claims_job", result, partition)
+
+
+def ingest() -> list[RunOutcome]:
+    """Evaluate the inbox sensor once with its stored cursor, then run what it requested."""
+    import dagster as dg
+
+    from sensors.inbox import inbox_sensor
+
+    defs, inst = _defs(), instance()
+    cursor = inst.run_storage.get_cursor_values({_CURSOR_KEY}).get(_CURSOR_KEY)
+    result = inbox_sensor(dg.build_sensor_context(instance=inst, cursor=cursor, resources=defs.resources,
+                                                  definitions=defs))
+    if result.cursor is not None:
+        inst.run_storage.set_cursor_values({_CURSOR_KEY: result.cursor})
+    return [run_partition(r.partition_key) for r in result.run_requests]
+
+
+def backtest_days(days: Iterable[str], on_day: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
+    """Run `backtest_job` for each day (frozen snapshot, champion and challenger, metrics); `on_day` is told
+    each day's outcome as it finishes."""
+    job, inst = _defs().resolve_job_def("backtest_job"), instance()
+    out = []
+    for day in days:
+        result = outcome("backtest_job", job.execute_in_process(partition_key=day, instance=inst,
+                                                                raise_on_error=False), day)
+        out.append(result)
+        if on_day:
+            on_day(result)
+    return out
+
+
+def backtest_window(days: list[str], assets: tuple[str, ...] = ("backtest_summary", "threshold_economics"),
+                    bounds: Path | None = None, costs: Path | None = None) -> RunOutcome:
+    """Materialize the window assets (`backtest_summary` with its bounds check, `threshold_economics`) over
+    the backtested `days`; `bounds` and `costs` replace the default bounds and cost-model files."""
+    import dagster as dg
+
+    window = {"start": days[0], "end": days[-1]}
+    config = {"backtest_summary": {"config": {**window, "bounds": str(bounds or "")}},
+              "threshold_economics": {"config": {**window, "costs": str(costs or "")}}}
+    result = _defs().resolve_job_def("backtest_summary_job").execute_in_process(
+        instance=instance(), raise_on_error=False, asset_selection=[dg.AssetKey(a) for a in assets],
+        run_config={"ops": {a: config[a] for a in assets}})
+    return outcome("backtest_summary_job", result)
+
+
+# ------------------------------------------------------------------------------------------- child process
+
+
+def run_in_child(settings: Settings, *args: str, timeout: float = 900) -> None:
+    """Run `python -m aios_assets.launch ARGS` for `settings.home` in a child process; raises RuntimeError
+    with the end of its log when the run failed."""
+    proc = subprocess.run([sys.executable, "-m", "aios_assets.launch", *args], env=child_env(settings),
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"launch {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `train`, `ingest` or `partition <day>` and print the result; the process exit status."""
+    """`train`, `ingest` or `partition DAY`: exit 0 when every run succeeded (or was stopped by a check)."""
     parser = argparse.ArgumentParser(prog="python -m aios_assets.launch")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train")
     sub.add_parser("ingest")
-    p = sub.add_parser("partition")
-    p.add_argument("partition")
+    sub.add_parser("partition").add_argument("partition")
     args = parser.parse_args(argv)
     if args.cmd == "train":
-        out: object = train()
+        outcomes = [train()]
     elif args.cmd == "ingest":
-        out = ingest()
+        outcomes = ingest()
     else:
-        out = run_partition(args.partition)
-    print("AIOS_RESULT " + json.dumps(out))
-    results = out if isinstance(out, list) else [out]
-    return 0 if all(r["success"] or r.get("checks") for r in results) else 1
+        outcomes = [run_partition(args.partition)]
+    for o in outcomes:
+        print(f"{o.job} {o.partition or ''} run {o.run_id}: {'success' if o.success else o.error}", file=sys.stderr)
+    return 0 if all(o.acceptable for o in outcomes) else 1
 
 
 if __name__ == "__main__":

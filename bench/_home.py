@@ -1,7 +1,8 @@
 """A trained AIOS home for the benchmarks: a fresh temporary one, or the one named by `AIOS_BENCH_HOME`.
 
 A fresh home is a temporary directory with a small seeded history and the training job run
-through `python -m aios_assets.launch train` (a child process: the benchmarks never import Dagster);
+through the one launcher in a child process (`aios_assets.launch.run_in_child`: the benchmarks never
+import Dagster);
 it is removed when the process exits. `AIOS_BENCH_HOME=.aios` reuses a trained home (saves ~30 s);
 the API benchmark then writes its decisions to a temporary store but the claims' documents into
 that home's document store.
@@ -12,14 +13,15 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
 
 from aios.kernel.settings import Settings
+from aios_assets.launch import child_env, run_in_child
+
+__all__ = ["child_env", "trained_settings"]
 
 HISTORY_DAYS = 100
 CLAIMS_PER_DAY = 300
@@ -36,14 +38,6 @@ def _is_trained(settings: Settings) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not usable", we train a fresh home
         return False
     return True
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    """Environment for a child process working on `settings.home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOS_RESOLVED_")}
-    env.update(AIOS_HOME=str(settings.home), DAGSTER_HOME=str(settings.dagster_home), OMP_NUM_THREADS="1",
-               HF_HUB_OFFLINE="1", GX_ANALYTICS_ENABLED="false", DAGSTER_DISABLE_TELEMETRY="1")
-    return env
 
 
 @lru_cache(maxsize=1)
@@ -66,9 +60,8 @@ def trained_settings() -> Settings:
     print(f"[bench] training a fresh home in {s.home} ({HISTORY_DAYS} days x {CLAIMS_PER_DAY} claims) ...",
           flush=True)
     generate_history(s, HISTORY_DAYS, CLAIMS_PER_DAY, s.seed, n_policies=N_POLICIES)
-    proc = subprocess.run([sys.executable, "-m", "aios_assets.launch", "train"], env=child_env(s),
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0 or not _is_trained(s):
-        raise RuntimeError(f"training for the benchmarks failed:\n{proc.stderr[-3000:]}")
+    run_in_child(s, "train", timeout=900)
+    if not _is_trained(s):
+        raise RuntimeError(f"training for the benchmarks left no champion in {s.home}")
     print(f"[bench] trained in {time.perf_counter() - t0:.0f} s", flush=True)
     return s

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,6 +37,7 @@ from connectors.bus.local_servers import (
     ensure_pubsub_emulator,
 )
 from connectors.landing import ensure_landing_tables, landed_count, pull_and_land
+from models.claim_records import claim_json
 
 BASELINE_MSG_S = 5000
 BASELINE_NAME = "goal"
@@ -47,30 +46,10 @@ TICK_TIMEOUT_S = 1.0
 
 
 def make_claims(n: int, seed: int = 7) -> list[bytes]:
-    """n realistic claims as JSON bytes (~400 bytes each), unique claim ids."""
-    rnd = random.Random(seed)
-    base = datetime(2026, 11, 18, tzinfo=UTC)
+    """n realistic claims as JSON bytes (~400 bytes each, `models.claim_records`), claim ids unique to this
+    call (`seed` picks where in the generator's sequence they start)."""
     run = uuid.uuid4().hex[:6]
-    words = ("collision", "water damage", "theft", "hospital stay", "lost luggage", "windscreen", "fire", "storm")
-    out = []
-    for i in range(n):
-        submitted = base + timedelta(seconds=rnd.randrange(3 * 86_400))
-        out.append(json.dumps({
-            "claim_id": f"CLM-{run}-{i:08d}",
-            "policy_id": f"POL-{rnd.randrange(10**6):06d}",
-            "customer_id": f"CUS-{rnd.randrange(10**6):06d}",
-            "submitted_at": submitted.isoformat(),
-            "incident_date": (submitted - timedelta(days=rnd.randrange(1, 30))).date().isoformat(),
-            "claim_type": rnd.choice(("auto", "home", "travel", "health")),
-            "amount": round(rnd.lognormvariate(7.5, 1.0), 2),
-            "currency": rnd.choice(("EUR", "USD", "GBP", "CHF")),
-            "channel": rnd.choice(("web", "app", "phone", "agent")),
-            "customer_tenure_days": rnd.randrange(1, 7_000),
-            "prior_claims": rnd.randrange(0, 6),
-            "description": f"Reported {rnd.choice(words)} on {submitted:%d %b}; photos and repair estimate attached.",
-            "document_refs": [f"doc-{run}-{i}-{k}.jpg" for k in range(rnd.randrange(1, 3))],
-        }).encode())
-    return out
+    return [claim_json(seed * n + i, claim_id=f"CLM-{run}-{i:08d}") for i in range(n)]
 
 
 class _TimedBus:

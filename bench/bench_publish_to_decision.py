@@ -2,10 +2,10 @@
 
 For each backend: publish one generated day (~400 claims) on a fresh topic/stream, land it with
 the bus sensor's tick (`pull_and_land`: bounded pull, one transaction, then ack), and run the
-claims job for the day in a child process (`python -m aios_assets.launch partition DAY`, as the
-sensor's run request would). The clock stops when the decisions are stored. Baseline, measured
+claims job for the day in a child process (the one launcher's `run_in_child(..., "partition", DAY)`, a
+fresh process as the daemon would start for the sensor's run request). The clock stops when the decisions are stored. Baseline, measured
 in the same run: the same kind of batch dropped as a file into the inbox and run by
-`python -m aios_assets.launch ingest`. Most of either figure is the Dagster run (process start,
+`run_in_child(..., "ingest")`. Most of either figure is the Dagster run (process start,
 imports of Great Expectations and Evidently), not the bus.
 
     python -m bench.bench_publish_to_decision [--backends nats,pubsub]
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 import uuid
 
@@ -25,7 +23,8 @@ import sqlalchemy as sa
 from aios.usecases.datasets import drop_batch
 from aios.kernel.db import get_engine
 from connectors.stores.decisions import decisions_table
-from bench._home import child_env, trained_settings
+from aios_assets.launch import run_in_child
+from bench._home import trained_settings
 from connectors.bus import open_bus
 from connectors.bus.local_servers import ensure_nats_server, ensure_pubsub_emulator
 from connectors.inbox import read_claims_file
@@ -40,18 +39,11 @@ def _decided(engine: sa.Engine, day: str) -> int:
                                 .where(decisions_table.c.partition == day)).scalar_one())
 
 
-def _launch(settings, *args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "aios_assets.launch", *args], env=child_env(settings),
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"launch {args} failed:\n{proc.stderr[-2000:]}")
-
-
 def _file_path(settings) -> dict:
     day = DAYS["file"]
     t0 = time.perf_counter()
     drop_batch(settings, day, malformed=0, name=f"bench-{uuid.uuid4().hex[:6]}-{day}.csv")
-    _launch(settings, "ingest")
+    run_in_child(settings, "ingest", timeout=600)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "decided": _decided(get_engine(settings.db_url), day)}
 
@@ -80,7 +72,7 @@ def _bus_path(settings, kind: str) -> dict:
             r = pull_and_land(bus, engine, max_messages=2000, timeout_s=2)
             landed, seen, ticks = landed + r.landed, seen + r.landed + r.duplicates + r.dead_lettered, ticks + 1
         t_landed = time.perf_counter() - t0
-        _launch(settings, "partition", day)
+        run_in_child(settings, "partition", day, timeout=600)
         seconds = time.perf_counter() - t0
     finally:
         try:

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +274,40 @@ def read_claims_file(path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, dtype=object)
     frame["_source"] = path.name
     return frame
+
+
+# Bounded cursor: fingerprints of the files landed most recently. Files leave the inbox when
+# landed, so the cursor only has to cover a crash between landing and the cursor update.
+CURSOR_KEEP = 2000
+MAX_FILES_PER_TICK = 500
+
+
+@dataclass
+class InboxTick:
+    """What one look at the inbox did: files landed per partition, files rejected, the new cursor."""
+
+    landed: dict[str, list[str]] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+
+
+def collect_inbox(inbox: Path, landing: Path, rejected: Path, seen: list[str]) -> InboxTick:
+    """Land every new file of `inbox` under `landing/<day>/` (or move it to `rejected` with a reason), at most
+    MAX_FILES_PER_TICK; `seen` are the fingerprints already handled, the tick's `seen` the ones to remember."""
+    tick = InboxTick(seen=list(seen))
+    known = set(seen)
+    for f in list_inbox(inbox)[:MAX_FILES_PER_TICK]:
+        fp = f.fingerprint
+        if fp in known:
+            continue
+        reason = triage_inbox_file(f)
+        if reason is not None:
+            reject_file(f, rejected, reason)
+            tick.rejected.append(f.path.name)
+        else:
+            land_file(f, landing)
+            tick.landed.setdefault(f.partition, []).append(fp)
+        tick.seen.append(fp)
+        known.add(fp)
+    tick.seen = tick.seen[-CURSOR_KEEP:]
+    return tick

@@ -8,8 +8,6 @@ arrived by `as_of` count for routing rates but not for the label-based measures.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.calibration import brier_score, expected_calibration_error
+from aios.kernel.canonical import canonical_json, sha256_text
+from models.calibration import brier_score, expected_calibration_error, reliability_table
 from models.routes import AUTO, routing_rates
 
 SCORED_COLUMNS = ["claim_id", "amount", "score", "p_fraud", "route", "is_fraud"]
@@ -37,11 +36,15 @@ class Snapshot:
 
 
 def features_hash(features: pd.DataFrame) -> str:
-    """Content hash of a feature frame: columns, dtypes, index and every value (NaN included)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([[str(c), str(t)] for c, t in features.dtypes.items()] + [str(features.index.name)]).encode())
-    h.update(pd.util.hash_pandas_object(features, index=True).to_numpy().tobytes())
-    return "snap-" + h.hexdigest()[:16]
+    """Content hash of a feature frame, the decision path's scheme: each row hashed as the canonical JSON of
+    its values (`models.decision.snapshot_hash`, the hash a decision records), then the canonical JSON of the
+    index name, the columns in order and those row hashes. It does not depend on the pandas version."""
+    from models.decision import snapshot_hash, snapshot_records  # the decision path's scheme; heavy imports
+
+    rows = [snapshot_hash(r) for r in snapshot_records(features)]
+    return "snap-" + sha256_text(canonical_json({"index": features.index.name,
+                                                "columns": [str(c) for c in features.columns],
+                                                "rows": rows}))[:16]
 
 
 def write_snapshot(features: pd.DataFrame, root: Path) -> Snapshot:
@@ -159,3 +162,9 @@ def check_bounds(metrics: dict[str, float], bounds: dict[str, Any]) -> list[str]
         if np.isnan(value) or (kind == "min" and value < limit) or (kind == "max" and value > limit):
             broken.append(f"{measure} = {value:.4f} breaks {key} = {limit}")
     return broken
+
+
+def reliability_by_role(scored: pd.DataFrame, n_bins: int = 10) -> dict[str, pd.DataFrame]:
+    """The reliability table of `p_fraud` over the labelled claims of each role, keyed "<role> (<model>)"."""
+    return {f"{role} ({g['model'].iat[0]})": reliability_table(g["p_fraud"].to_numpy(), g["is_fraud"].to_numpy(), n_bins)
+            for role, g in scored[scored["is_fraud"].notna()].groupby("role", sort=True)}

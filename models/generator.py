@@ -30,11 +30,14 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-PRODUCTS = {"auto": 3200.0, "home": 5200.0, "travel": 900.0, "health": 1600.0}
-CHANNELS = ["web", "app", "phone", "agent"]
-CHANNEL_P = [0.45, 0.25, 0.20, 0.10]
-CURRENCIES = ["EUR", "USD", "GBP", "CHF"]
-CURRENCY_P = [0.7, 0.12, 0.12, 0.06]
+from aios.kernel import contracts
+
+# The allowed values come from the contract; the weights are in the contract's order.
+PRODUCTS = dict(zip(contracts.CLAIM_TYPES, (3200.0, 5200.0, 900.0, 1600.0), strict=True))  # mean claim amount
+CHANNELS = list(contracts.CHANNELS)
+CHANNEL_P = [0.45, 0.25, 0.20, 0.10]  # web, app, phone, agent
+CURRENCIES = list(contracts.CURRENCIES)
+CURRENCY_P = [0.7, 0.12, 0.12, 0.06]  # EUR, USD, GBP, CHF
 
 _HONEST_TEXT = {
     "auto": ["Rear-ended at a junction, bumper and tail light damaged.", "Windscreen cracked by a stone on the motorway.",

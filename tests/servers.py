@@ -19,11 +19,9 @@ skipping.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -111,34 +109,6 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         drop_postgres_database(name)
-
-
-# -- test data ------------------------------------------------------------------------------
-_BASE = datetime(2026, 11, 18, 8, 0, tzinfo=UTC)
-
-
-def claim_dict(i: int, claim_id: str | None = None, days: int = 3) -> dict:
-    """A valid, realistic claim (~400 bytes as JSON), spread over `days` submission dates."""
-    submitted = _BASE + timedelta(days=i % days, minutes=(i * 7) % 600)
-    return {
-        "claim_id": claim_id or f"CLM-{i:08d}",
-        "policy_id": f"POL-{(i * 31) % 50_000:06d}",
-        "customer_id": f"CUS-{(i * 17) % 20_000:06d}",
-        "submitted_at": submitted.isoformat(),
-        "incident_date": (submitted - timedelta(days=1 + i % 20)).date().isoformat(),
-        "claim_type": ("auto", "home", "travel", "health")[i % 4],
-        "amount": round(250 + (i * 37.5) % 9_000, 2),
-        "currency": ("EUR", "USD", "GBP", "CHF")[i % 4],
-        "channel": ("web", "app", "phone", "agent")[i % 4],
-        "customer_tenure_days": 30 + (i * 13) % 3_000,
-        "prior_claims": i % 5,
-        "description": "Rear-ended at a junction; bumper and tail light damaged, photos attached.",
-        "document_refs": [f"doc-{i}-photo.jpg", f"doc-{i}-form.pdf"],
-    }
-
-
-def claim_bytes(i: int, **kw) -> bytes:
-    return json.dumps(claim_dict(i, **kw)).encode()
 
 
 def land_until(bus, engine, expected: int, max_ticks: int = 60, budget_s: float = 30.0,

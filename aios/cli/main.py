@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -16,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from aios.kernel.settings import get_settings
-from aios.cli.backtest import backtest, thresholds
+from aios.cli.backtest import backtest, dagster_log, thresholds
 from aios.cli.replay import replay
 from aios.cli.users import users_app
 from aios.cli.audit import audit_app
@@ -75,6 +74,7 @@ def model_card(out: Path = typer.Option(None, help="Where to write the Markdown 
         raise typer.Exit(1) from exc
     console.print(f"model card written to {path}")
 console = Console()
+T = TypeVar("T")
 
 
 def _progress() -> Progress:
@@ -82,31 +82,21 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=console, transient=False)
 
 
-def _child_env() -> dict[str, str]:
-    s = get_settings()
-    env = dict(os.environ)
-    env.setdefault("DAGSTER_HOME", str(s.dagster_home))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    return env
-
-
-def _launch(*args: str, what: str) -> object:
-    """Run a job through Dagster in a child process (so this CLI never imports Dagster) and return its result."""
+def _launch(what: str, name: str, job: Callable[[], T]) -> T:
+    """Run `job` (a function of the one launcher, `aios_assets.launch`: Dagster in process against the
+    persistent instance) with a spinner, its log in .aios/logs/<name>.log; what the runs did."""
     s = get_settings()
     s.ensure_dirs()
-    with console.status(f"[bold]{what}[/] (Dagster, in process; logs in .aios/logs/)"):
-        log_dir = s.home / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log = log_dir / f"{args[0]}.log"
-        with open(log, "w") as fh:
-            proc = subprocess.run([sys.executable, "-m", "aios_assets.launch", *args], env=_child_env(),
-                                  stdout=subprocess.PIPE, stderr=fh, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("AIOS_RESULT ")]
-    if not lines:
-        console.print(f"[red]{what} failed[/]; see {log}")
-        raise typer.Exit(proc.returncode or 1)
-    return json.loads(lines[-1][len("AIOS_RESULT "):])
+    with console.status(f"[bold]{what}[/] (Dagster, in process; logs in .aios/logs/)"), \
+            dagster_log(s, name) as log:
+        try:
+            return job()
+        except Exception as exc:  # noqa: BLE001 - a launch that cannot start says why, the trace is in the log
+            import traceback
+
+            traceback.print_exc()
+            console.print(f"[red]{what} failed[/]: {exc}; see {log}")
+            raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -135,11 +125,13 @@ def train() -> None:
         console.print("[red]no history yet[/]: run `aios generate` first")
         raise typer.Exit(2)
     t = time.perf_counter()
-    out = _launch("train", what="training")
-    if not out["success"]:
-        console.print(f"[red]training failed[/] (run {out['run_id']}); see .aios/logs/train.log")
+    from aios_assets import launch
+
+    out = _launch("training", "train", launch.train)
+    if not out.success:
+        console.print(f"[red]training failed[/] (run {out.run_id}): {out.error}; see .aios/logs/train.log")
         raise typer.Exit(1)
-    console.print(f"trained in {time.perf_counter() - t:.0f} s (run {out['run_id']})")
+    console.print(f"trained in {time.perf_counter() - t:.0f} s (run {out.run_id})")
 
 
 @app.command()
@@ -169,7 +161,9 @@ def ingest(ctx: typer.Context = None) -> None:  # type: ignore[assignment]
     """Without a subcommand: let the inbox sensor land new files, then run the claims job for each day."""
     if ctx is not None and ctx.invoked_subcommand is not None:
         return
-    results = _launch("ingest", what="ingesting the inbox and running the claims job")
+    from aios_assets import launch
+
+    results = _launch("ingesting the inbox and running the claims job", "ingest", launch.ingest)
     if not results:
         console.print("inbox empty: nothing to run")
     for r in results:
@@ -190,7 +184,7 @@ def ingest_replay(batch: str = typer.Option(..., "--batch", help="Landing batch 
     days = sorted(set(claims["partition"]))
     console.print(f"batch {batch}: {len(claims)} claims in {', '.join(days)}")
     for day in days:
-        _print_run(_launch("partition", day, what=f"running claims_job for {day}"))
+        _run_partition(day)
 
 
 @app.command()
@@ -222,14 +216,22 @@ def publish(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="
 @app.command("run-partition")
 def run_partition(day: str = typer.Argument(..., help="Partition (YYYY-MM-DD).")) -> None:
     """Materialize the claims job for one day (what the daily schedule does)."""
-    _print_run(_launch("partition", day, what=f"running claims_job for {day}"))
+    _run_partition(day)
 
 
-def _print_run(r: dict) -> None:
-    checks = ", ".join(f"{k}: {'passed' if v['passed'] else 'FAILED'}" for k, v in r.get("checks", {}).items())
-    colour = "green" if r["success"] else "yellow"
-    console.print(f"[{colour}]claims_job {r['partition']}[/] run {r['run_id']} — checks: {checks or 'none'}")
-    for k, v in r.get("checks", {}).items():
+def _run_partition(day: str) -> None:
+    from aios_assets import launch
+
+    _print_run(_launch(f"running claims_job for {day}", "partition", lambda: launch.run_partition(day)))
+
+
+def _print_run(r) -> None:  # r: aios_assets.launch.RunOutcome
+    checks = ", ".join(f"{k}: {'passed' if v['passed'] else 'FAILED'}" for k, v in r.checks.items())
+    colour = "green" if r.success else "yellow"
+    console.print(f"[{colour}]claims_job {r.partition}[/] run {r.run_id} — checks: {checks or 'none'}")
+    if r.error and not r.success:
+        console.print(f"  [yellow]{r.error}[/]")
+    for k, v in r.checks.items():
         if not v["passed"]:
             console.print(f"  [yellow]{k}[/]: {v['description']}")
 

@@ -227,11 +227,17 @@ def run_partition(settings: Settings, day: str, snapshot: str, policy: Any, role
     return PartitionResult(day, snapshot, scored, table, models, skipped)
 
 
+def missing_days(settings: Settings, days: list[str]) -> list[str]:
+    """The days of `days` that have no stored backtest results yet."""
+    folder = backtest_dir(settings) / "results"
+    return [d for d in days if not (folder / f"{d}.parquet").exists()]
+
+
 def load_window(settings: Settings, days: list[str]) -> pd.DataFrame:
     """The stored scored rows of every day of the window; refused when a day was not backtested or when
     the days were backtested with different models (mixing them would hide a change)."""
     folder = backtest_dir(settings) / "results"
-    missing = [d for d in days if not (folder / f"{d}.parquet").exists()]
+    missing = missing_days(settings, days)
     if missing:
         raise FileNotFoundError(f"{len(missing)} day(s) not backtested yet ({missing[0]} .. {missing[-1]}): "
                                 f"run `aios backtest --from {days[0]} --to {days[-1]}`")

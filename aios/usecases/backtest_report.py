@@ -1,117 +1,21 @@
-"""Backtest and threshold-economics reports: the plots (PNG bytes) and Markdown a person reads.
-
-The same plots go into the Markdown reports under `<home>/reports/` and into the Dagster
-asset metadata, so the UI and the report show the same figures.
-"""
+"""Backtest and threshold-economics reports: the tables and Markdown a person reads (plots: `aios.usecases.plots`)."""
 
 from __future__ import annotations
 
-import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.calibration import reliability_table
+from aios.kernel.settings import Settings
 from models.economics import ThresholdStudy
 
-ROLE_COLOURS = {"champion": "#4c72b0", "challenger": "#dd8452"}
-PARTITION_MEASURES = [("auc", "AUC of p_fraud"), ("ece", "ECE of p_fraud"), ("fraud_caught", "fraud caught"),
-                      ("automation_rate", "automation rate"),
-                      ("false_positive_escalations", "false-positive escalations"),
-                      ("brier", "Brier score")]
 SUMMARY_COLUMNS = ["claims", "labelled", "frauds", "auc", "brier", "ece", "automation_rate", "review_rate", "siu_rate",
                    "fraud_caught", "false_positive_escalations", "false_positive_rate", "expected_loss",
                    "realized_loss"]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
-
-
-def reliability_plot(scored: pd.DataFrame, title: str, n_bins: int = 10) -> bytes:
-    """Reliability diagram of `p_fraud` per role (labelled claims), PNG bytes."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.8, 4.5))
-    top = 0.05
-    for role, g in scored[scored["is_fraud"].notna()].groupby("role", sort=True):
-        t = reliability_table(g["p_fraud"].to_numpy(), g["is_fraud"].to_numpy(), n_bins)
-        top = max(top, float(t["mean_p"].max()), float(t["observed"].max()))
-        ax.plot(t["mean_p"], t["observed"], "o-", color=ROLE_COLOURS.get(role), label=f"{role} ({g['model'].iat[0]})")
-    top *= 1.1
-    ax.plot([0, top], [0, top], "--", color="grey", label="perfect calibration")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("predicted p_fraud (bin mean)")
-    ax.set_ylabel("observed fraud rate")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
-    return _png(fig)
-
-
-def partition_plot(table: pd.DataFrame, title: str) -> bytes:
-    """Per-partition measures (one panel each, one line per role), PNG bytes."""
-    plt = _plt()
-    import matplotlib.dates as mdates
-
-    days = table[table["partition"] != "ALL"]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 5.5), sharex=True)
-    for ax, (col, label) in zip(axes.ravel(), PARTITION_MEASURES):
-        for role, g in days.groupby("role", sort=True):
-            x = pd.to_datetime(g["partition"])
-            ax.plot(x, g[col], "o-", ms=3, color=ROLE_COLOURS.get(role), label=role)
-        ax.set_title(label, fontsize=10)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def threshold_plot(study: ThresholdStudy, title: str) -> bytes:
-    """Automation rate against expected cost per 1,000 claims over the band grid (left), and fraud caught
-    against review budget for fusion and classifier-only ranking (right); PNG bytes."""
-    plt = _plt()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6))
-    c = study.curve
-    sc = ax.scatter(c["automation_rate"], c["cost_per_1k"], c=c["refer_siu_min_p"], cmap="viridis", s=14)
-    fig.colorbar(sc, ax=ax, label="refer-to-SIU band (p_fraud ≥)")
-    # lower envelope: the least cost reachable at each automation rate or more
-    env = c.sort_values("automation_rate", ascending=False)
-    ax.plot(env["automation_rate"], env["cost_per_1k"].cummin(), color="black", lw=1, label="least cost frontier")
-    marks = (("in force", study.current_eval, "#c44e52"), ("recommended", study.recommended_eval, "#55a868"))
-    for name, ev, colour in marks:
-        ax.scatter([ev["automation_rate"]], [ev["cost_per_1k"]], s=120, marker="*", color=colour, zorder=5,
-                   label=f"{name}: {ev['cost_per_1k']:,.0f} {study.costs.currency}/1k")
-    ax.set_xlabel("automation rate")
-    ax.set_ylabel(f"expected cost per 1,000 claims ({study.costs.currency})")
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    b = study.budget
-    bx.plot(b["budget_share"], b["fusion_fraud_caught"], "o-", ms=3, label="Bayesian fusion (p_fraud)")
-    bx.plot(b["budget_share"], b["classifier_fraud_caught"], "s--", ms=3, label="classifier only (score)")
-    bx.axvline(1 - study.current_eval["automation_rate"], color="#c44e52", ls=":", label="budget in force")
-    bx.set_xlabel("review budget (share of claims escalated to people)")
-    bx.set_ylabel("fraud caught (share of frauds escalated)")
-    bx.set_title("same budget: fusion against classifier-only", fontsize=10)
-    bx.legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def fmt_value(v: object) -> str:
@@ -206,3 +110,79 @@ def write_report(folder: Path, name: str, markdown: str, images: dict[str, bytes
     path = folder / name
     path.write_text(markdown)
     return path
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """A backtest window pooled: the metrics table, the bounds verdict, the plots and the written report."""
+
+    days: list[str]
+    table: pd.DataFrame
+    role: str
+    bounds: dict
+    broken: list[str]
+    pooled: dict
+    images: dict[str, bytes]
+    path: Path
+
+
+def backtest_window_report(settings: Settings, days: list[str], scored: pd.DataFrame, bounds: dict,
+                           runs: str) -> WindowReport:
+    """Pool the window's scored rows, check the bounds of their role, and write the report (Markdown, the
+    reliability diagram and the per-partition measures) under `<home>/reports/backtest-<first>_<last>/`."""
+    from aios.usecases.backtest import labelled_by_share, reports_dir, training_cutoff
+    from aios.usecases.plots import calibration_plot, partition_plot
+    from models.backtest import check_bounds, metrics_table, reliability_by_role
+
+    table = metrics_table(scored)
+    role = bounds.get("role", "champion")
+    pooled = table[(table["partition"] == "ALL") & (table["role"] == role)].iloc[0].to_dict()
+    broken = check_bounds(pooled, bounds)
+    title = f"{days[0]} .. {days[-1]}"
+    images = {"reliability.png": calibration_plot(reliability_by_role(scored), f"p_fraud, pooled {title}"),
+              "per_partition.png": partition_plot(table, f"backtest {title}")}
+    models = ", ".join(f"{r} = {m}" for r, m in table.groupby("role")["model"].first().items())
+    notes = [f"models: {models}", f"labels joined by claim id from {settings.history_path}", runs]
+    for role_name in sorted(table["role"].unique()):
+        cutoff = training_cutoff(settings, role_name)
+        if cutoff:
+            notes.append(f"{role_name} trained on labels that had arrived by {cutoff}: "
+                         f"{labelled_by_share(settings, days, cutoff):.1%} of the window's claims "
+                         f"(the rest is out of sample)")
+    md = backtest_markdown(table, days, {"Reliability diagram": "reliability.png",
+                                         "Per-partition measures": "per_partition.png"}, broken, notes)
+    path = write_report(reports_dir(settings) / f"backtest-{days[0]}_{days[-1]}", "report.md", md, images)
+    return WindowReport(days, table, role, bounds, broken, pooled, images, path)
+
+
+@dataclass(frozen=True)
+class ThresholdReport:
+    """The routing bands' economics over a window: the study, the model it judged, the plot, the report."""
+
+    study: ThresholdStudy
+    model: str
+    image: bytes
+    path: Path
+
+
+def threshold_window_report(settings: Settings, days: list[str], scored: pd.DataFrame, policy: Any,
+                            costs: Any) -> ThresholdReport:
+    """Study the champion's routing bands over the window's labelled claims against `costs`, and write the
+    report (Markdown and the trade-off plot) under `<home>/reports/thresholds-<first>_<last>/`."""
+    from aios.usecases.backtest import reports_dir
+    from aios.usecases.plots import threshold_plot
+    from models.economics import check_bands_match_policy, threshold_study
+
+    champ = scored[(scored["role"] == "champion") & scored["is_fraud"].notna()]
+    current = check_bands_match_policy(champ["p_fraud"].to_numpy(), champ["amount"].to_numpy(), policy)
+    study = threshold_study(champ["p_fraud"].to_numpy(), champ["score"].to_numpy(), champ["amount"].to_numpy(),
+                            champ["is_fraud"].to_numpy(), current, costs)
+    title = f"{days[0]} .. {days[-1]}"
+    png = threshold_plot(study, f"routing bands, {title}")
+    model = str(champ["model"].iat[0])
+    notes = [f"model: {model} (champion), policy {policy.label}",
+             f"{len(champ):,} labelled claims, {int(champ['is_fraud'].sum())} frauds"]
+    md = thresholds_markdown(study, days, "trade_off.png", notes)
+    path = write_report(reports_dir(settings) / f"thresholds-{days[0]}_{days[-1]}", "report.md", md,
+                        {"trade_off.png": png})
+    return ThresholdReport(study, model, png, path)

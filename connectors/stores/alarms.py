@@ -72,3 +72,18 @@ def review_outcomes(engine: sa.Engine) -> pd.DataFrame:
     return pd.DataFrame({"partition": rows["partition"],
                          "decision": rows["outcome"].map({APPROVED: "approve", REJECTED: "reject"}),
                          "leaning": rows["model_leaning"]})
+
+
+def reviewed_after(engine: sa.Engine, after_id: int) -> tuple[list[str], int]:
+    """The partitions with final review decisions recorded after review row `after_id`, and the last such
+    row's id (`after_id` when there is none): one small read, so a caller reads every outcome only when
+    something changed."""
+    from connectors.stores.reviews import APPROVED, REJECTED, review_actions
+
+    ensure_tables(engine, review_actions)
+    a = review_actions.c
+    final = (a.id > after_id) & a.outcome.in_([APPROVED, REJECTED])
+    with engine.connect() as conn:
+        last = conn.execute(sa.select(sa.func.max(a.id)).where(final)).scalar()
+        parts = conn.execute(sa.select(a.partition).where(final).distinct()).scalars().all() if last else []
+    return sorted(parts), int(last or after_id)

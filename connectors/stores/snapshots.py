@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 
@@ -10,7 +9,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from aios.kernel.db import ensure_tables, insert_ignore, metadata
-from aios.kernel.canonical import canonical_json
+from aios.kernel.canonical import canonical_json, sha256_text
 from models.decision import snapshot_hash, snapshot_records
 
 feature_snapshots = sa.Table(
@@ -29,8 +28,8 @@ def save_snapshots(engine: sa.Engine, features: pd.DataFrame, feature_version: s
     now = datetime.now(timezone.utc).isoformat()
     hashes, rows = [], {}
     for rec in snapshot_records(features):
-        text = canonical_json(rec)  # serialised once: hashed and stored as it is
-        h = hashlib.sha256(text.encode()).hexdigest()
+        text = canonical_json(rec)  # serialised once: hashed (as snapshot_hash does) and stored as it is
+        h = sha256_text(text)
         hashes.append(h)
         rows[h] = {"snapshot_hash": h, "claim_id": str(rec.get("claim_id")), "feature_version": feature_version,
                    "payload": text, "stored_at": now}

@@ -3,7 +3,7 @@
 The snapshot (`tests/snapshots/asset_graph.json`) lists every asset with its group, upstream assets,
 partitioning and checks (blocking or not), and every job, sensor and schedule. A renamed asset, a lost
 dependency or a check that stopped blocking fails here. After an intended change, regenerate it with
-`AIOS_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_definitions.py` and review the diff.
+`AIOS_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/dagster/test_definitions.py` and review the diff.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "asset_graph.json"
 
 
 def graph_snapshot(defs) -> dict:

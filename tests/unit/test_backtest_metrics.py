@@ -1,6 +1,4 @@
-"""Backtest metrics, threshold economics and the SLO alarms, on tiny fixed or seeded synthetic data."""
-
-from datetime import date
+"""Backtest metrics, feature snapshots and threshold economics, on tiny fixed or seeded synthetic data (pure)."""
 
 import numpy as np
 import pandas as pd
@@ -18,7 +16,6 @@ from models.economics import (
     recommend_bands,
     threshold_curve,
 )
-from models.slo import load_slo, override_alarm, override_change, override_counts
 
 # A partition of seven claims; c7's label has not arrived.
 TINY = pd.DataFrame({
@@ -69,6 +66,21 @@ def test_feature_snapshot_is_content_addressed_and_refuses_an_altered_file(tmp_p
     features.to_parquet(snap.path)
     with pytest.raises(ValueError, match="altered"):
         read_snapshot(tmp_path, snap.hash)
+
+
+def test_backtest_snapshot_hash_is_canonical_json_text_not_a_pandas_hash():
+    import hashlib
+    import json
+
+    from models.backtest import features_hash
+
+    features = TINY.set_index("claim_id")[["amount", "route"]].head(2)
+    # each row as the decision path hashes it: sha256 of its canonical JSON text (sorted keys, no spaces)
+    rows = [hashlib.sha256(t.encode()).hexdigest() for t in ('{"amount":1000.0,"claim_id":"c1","route":"refer_siu"}',
+                                                             '{"amount":2000.0,"claim_id":"c2","route":"human_review"}')]
+    whole = json.dumps({"columns": ["amount", "route"], "index": "claim_id", "rows": rows}, separators=(",", ":"))
+    assert features_hash(features) == "snap-" + hashlib.sha256(whole.encode()).hexdigest()[:16]
+    assert features_hash(features.astype({"amount": "float32"})) == features_hash(features)  # values, not dtypes
 
 
 def _synthetic(n: int = 400, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,79 +152,3 @@ def test_classifier_only_routing_escalates_the_same_budget_sharing_ties_at_the_m
     assert (cmp.fusion_fraud_caught, cmp.fusion_false_positives) == (1, 1)
     assert (cmp.classifier_fraud_caught, cmp.classifier_false_positives) == (0, 2)
     assert cmp.false_positive_change == pytest.approx(-0.5)
-
-
-def test_override_alarm_fires_when_the_override_rate_moves_more_than_the_configured_share(tmp_path):
-    slo = load_slo()
-    rows = []
-    for day in range(1, 9):
-        overrides = 3 if day < 8 else 15  # 10% for a week, then 50%
-        for i in range(30):
-            leaning = "approve"
-            rows.append({"partition": f"2026-10-0{day}", "decision": "reject" if i < overrides else leaning,
-                         "leaning": leaning})
-    counts = override_counts(pd.DataFrame(rows))
-    quiet = override_change(counts, "2026-10-07", slo)
-    assert quiet.rate == pytest.approx(0.1) and override_alarm(quiet, slo) is None
-    moved = override_change(counts, "2026-10-08", slo)
-    assert moved.baseline == pytest.approx(0.1) and moved.baseline_partitions == slo.override_rate.baseline_partitions
-    alarm = override_alarm(moved, slo)
-    assert alarm is not None and alarm.partition == "2026-10-08" and alarm.value == pytest.approx(0.4)
-    # one more override on the breached day moves the rate but is the same breach: one alarm, stored once
-    rows.append({"partition": "2026-10-08", "decision": "reject", "leaning": "approve"})
-    again = override_alarm(override_change(override_counts(pd.DataFrame(rows)), "2026-10-08", slo), slo)
-    assert again.value != alarm.value and again.key == alarm.key
-    from connectors.stores.alarms import read_alarms, record_alarm
-    from aios.kernel.db import get_engine
-
-    engine = get_engine(f"sqlite:///{tmp_path / 'alarms.db'}")
-    assert record_alarm(engine, alarm) is True
-    assert record_alarm(engine, again) is False
-    assert len(read_alarms(engine)) == 1
-
-
-def test_drift_alarm_fires_on_an_injected_shift_and_stays_quiet_on_a_clean_batch(tmp_path):
-    import dagster as dg
-
-    from connectors.stores.alarms import read_alarms
-    from aios_assets.checks import drift_result
-    from aios_resources import StoresResource
-    from models.features import FEATURE_COLUMNS, build_features
-    from models.generator import generate_claims, inject_drift, make_book
-    from sensors.alarms import alarm_sensor
-
-    book = make_book(n_policies=3000, seed=11)
-    ref_claims, ref_docs = generate_claims(book, date(2026, 9, 1), 10, 200, seed=11)
-    reference = build_features(ref_claims, ref_docs, book.policies)[FEATURE_COLUMNS]
-    day_claims, day_docs = generate_claims(book, date(2026, 9, 20), 1, 300, seed=11)
-    stores = StoresResource(database_url=f"sqlite:///{tmp_path / 'stores.db'}")
-
-    def tick(cursor):
-        return alarm_sensor(dg.build_sensor_context(resources={"stores": stores}, cursor=cursor))
-
-    drift_result("2026-09-20", build_features(day_claims, day_docs, book.policies), reference, stores)
-    quiet = tick(None)
-    assert not quiet.run_requests
-    assert "no alarm" in str(quiet.skip_reason)
-    assert read_alarms(stores.engine()).empty
-
-    drift_result("2026-09-21", build_features(inject_drift(day_claims), day_docs, book.policies), reference, stores)
-    fired = tick(quiet.cursor)
-    assert [r.partition_key for r in fired.run_requests] == ["2026-09-21"]
-    assert fired.run_requests[0].tags["aios/alarm"] == "drift"
-    alarms = read_alarms(stores.engine())
-    assert alarms[["kind", "partition"]].values.tolist() == [["drift", "2026-09-21"]]
-    assert "drifted" in alarms["reason"].iat[0]
-
-    again = tick(fired.cursor)
-    assert not again.run_requests and len(read_alarms(stores.engine())) == 1
-
-
-def test_backtest_jobs_assets_and_alarm_sensor_are_in_the_definitions():
-    from aios_assets.definitions import defs
-
-    for job in ("backtest_job", "backtest_summary_job", "slo_job"):
-        defs.resolve_job_def(job)
-    assert defs.resolve_sensor_def("alarm_sensor").job_name == "slo_job"
-    checks = {k.name for k in defs.resolve_assets_def("slo_report").check_keys}
-    assert checks == {"latency_p95", "override_rate_change", "drift_share"}

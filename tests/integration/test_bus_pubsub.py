@@ -16,14 +16,15 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from models.claim_records import claim_json
 from connectors.bus import open_bus
 from connectors.bus.pubsub import PubSubBus
 from connectors.landing import dead_letter_rows, land_batch, landed_count, pull_and_land
 
 try:
-    from tests.servers import claim_bytes, land_until, pubsub_emulator, unique_name  # noqa: F401 - fixture
+    from tests.servers import land_until, pubsub_emulator, unique_name  # noqa: F401 - fixture
 except ImportError:  # tests/ itself is on sys.path (rootdir conftest, no package)
-    from servers import claim_bytes, land_until, pubsub_emulator, unique_name  # noqa: F401
+    from servers import land_until, pubsub_emulator, unique_name  # noqa: F401
 
 pytestmark = pytest.mark.server
 PROJECT = "aios-test"
@@ -63,7 +64,7 @@ def bus(pubsub_emulator, names):
 @pytest.mark.timeout(60)
 def test_n_published_land_exactly_once(bus, engine):
     n = 2000
-    assert bus.publish_many(claim_bytes(i) for i in range(n)) == n
+    assert bus.publish_many(claim_json(i) for i in range(n)) == n
     results = land_until(bus, engine, n, max_messages=700)
     assert landed_count(engine) == n
     assert sum(r.landed for r in results) == n
@@ -78,7 +79,7 @@ def test_crash_between_persist_and_ack_redelivers_without_duplicates_or_loss(pub
     n = 500
     first = open_pubsub(pubsub_emulator, *names)
     try:
-        first.publish_many(claim_bytes(i) for i in range(n))
+        first.publish_many(claim_json(i) for i in range(n))
         got = first.pull(n, 10)
         assert len(got) == n
         ids = sorted(m.message_id for m in got)
@@ -109,7 +110,7 @@ def test_crash_between_persist_and_ack_redelivers_without_duplicates_or_loss(pub
 def test_subscriber_reconnect_mid_stream_loses_nothing(pubsub_emulator, names, engine):
     first = open_pubsub(pubsub_emulator, *names)
     try:
-        first.publish_many(claim_bytes(i) for i in range(1000))
+        first.publish_many(claim_json(i) for i in range(1000))
         r = pull_and_land(first, engine, first.source, 400, 5.0)
         assert r.landed == 400
         leased = first.pull(100, 5.0)  # leased, not landed, not acked when the client goes away
@@ -119,7 +120,7 @@ def test_subscriber_reconnect_mid_stream_loses_nothing(pubsub_emulator, names, e
 
     second = open_pubsub(pubsub_emulator, *names)  # a new process, new channels
     try:
-        second.publish_many(claim_bytes(i) for i in range(1000, 1500))  # the stream goes on meanwhile
+        second.publish_many(claim_json(i) for i in range(1000, 1500))  # the stream goes on meanwhile
         land_until(second, engine, 1500, budget_s=40, max_messages=500)
         assert landed_count(engine) == 1500
         late = land_batch(engine, second.source, leased)
@@ -133,7 +134,7 @@ def test_subscriber_reconnect_mid_stream_loses_nothing(pubsub_emulator, names, e
 def test_poison_messages_go_to_dead_letter_with_reason(bus, engine):
     bus.publish(b"\x00\xff not json")
     bus.publish(b'{"claim_id": "C-1", "amount": "lots"}')
-    bus.publish(claim_bytes(7))
+    bus.publish(claim_json(7))
     r = pull_and_land(bus, engine, bus.source, 3, 5.0)
     assert (r.landed, r.dead_lettered, r.duplicates) == (1, 2, 0)
     dl = dead_letter_rows(engine)
@@ -147,8 +148,8 @@ def test_poison_messages_go_to_dead_letter_with_reason(bus, engine):
 
 @pytest.mark.timeout(30)
 def test_duplicate_claim_id_with_new_message_id_is_counted_not_landed(bus, engine):
-    first_id = bus.publish(claim_bytes(1), message_id="producer-1")
-    second_id = bus.publish(claim_bytes(1), message_id="producer-1-retry")
+    first_id = bus.publish(claim_json(1), message_id="producer-1")
+    second_id = bus.publish(claim_json(1), message_id="producer-1-retry")
     assert first_id != second_id
     r = pull_and_land(bus, engine, bus.source, 2, 5.0)
     assert (r.landed, r.duplicates) == (1, 1)
@@ -160,7 +161,7 @@ def test_pull_is_bounded_in_time_and_count(bus):
     t = time.monotonic()
     assert bus.pull(100, 0.5) == []
     assert time.monotonic() - t < 1.5
-    bus.publish_many(claim_bytes(i) for i in range(250))
+    bus.publish_many(claim_json(i) for i in range(250))
     got = bus.pull(220, 5.0)  # more than one emulator pull (<=100 each)
     assert len(got) == 220
     bus.ack(got)

@@ -8,6 +8,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from models.claim_records import claim_json, claim_record
 from connectors.bus.base import BusMessage
 from connectors.landing import (
     CLAIM_COLUMNS,
@@ -21,15 +22,15 @@ from connectors.landing import (
 )
 
 try:
-    from tests.servers import claim_bytes, claim_dict, postgres_url  # noqa: F401 - fixture
+    from tests.servers import postgres_url  # noqa: F401 - fixture
 except ImportError:  # tests/ itself is on sys.path (rootdir conftest, no package)
-    from servers import claim_bytes, claim_dict, postgres_url  # noqa: F401
+    from servers import postgres_url  # noqa: F401
 
 SRC = "test:landing"
 
 
 def msgs(n: int, start: int = 0, prefix: str = "m") -> list[BusMessage]:
-    return [BusMessage(f"{prefix}{i}", claim_bytes(i), {}, None) for i in range(start, start + n)]
+    return [BusMessage(f"{prefix}{i}", claim_json(i), {}, None) for i in range(start, start + n)]
 
 
 @pytest.fixture
@@ -93,11 +94,11 @@ def _assert_idempotent(engine) -> None:
 
 @pytest.mark.timeout(30)
 def test_poison_messages_go_to_dead_letter_with_reason(sqlite_engine):
-    missing = claim_dict(1)
+    missing = claim_record(1)
     del missing["policy_id"]
-    wrong_type = claim_dict(2)
+    wrong_type = claim_record(2)
     wrong_type["amount"] = "a lot"
-    bad_date = claim_dict(3)
+    bad_date = claim_record(3)
     bad_date["incident_date"] = "yesterday-ish"
     poison = [
         BusMessage("p-notjson", b"\xff\xfe not json at all", {}, None),
@@ -135,8 +136,8 @@ def test_duplicate_claim_id_with_new_message_id_is_counted_not_landed(sqlite_eng
     first = land_batch(sqlite_engine, SRC, msgs(10))
     assert first.landed == 10
     # the producer re-sent claims 3..4 under new message ids, and one twice inside the batch
-    resent = [BusMessage(f"new-{i}", claim_bytes(i), {}, None) for i in (3, 4)]
-    within = [BusMessage("x-1", claim_bytes(50), {}, None), BusMessage("x-2", claim_bytes(50), {}, None)]
+    resent = [BusMessage(f"new-{i}", claim_json(i), {}, None) for i in (3, 4)]
+    within = [BusMessage("x-1", claim_json(50), {}, None), BusMessage("x-2", claim_json(50), {}, None)]
     r = land_batch(sqlite_engine, SRC, resent + within)
     assert (r.landed, r.duplicates, r.dead_lettered) == (1, 3, 0)
     assert landed_count(sqlite_engine) == 11
@@ -152,8 +153,8 @@ def test_batch_id_is_deterministic_from_sorted_message_ids():
 
 @pytest.mark.timeout(30)
 def test_same_message_id_from_another_source_is_a_different_message(sqlite_engine):
-    land_batch(sqlite_engine, "a", [BusMessage("1", claim_bytes(1), {}, None)])
-    r = land_batch(sqlite_engine, "b", [BusMessage("1", claim_bytes(2), {}, None)])
+    land_batch(sqlite_engine, "a", [BusMessage("1", claim_json(1), {}, None)])
+    r = land_batch(sqlite_engine, "b", [BusMessage("1", claim_json(2), {}, None)])
     assert r.landed == 1
 
 

@@ -7,14 +7,15 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from models.claim_records import claim_json
 from connectors.bus import open_bus
 from connectors.bus.nats import NatsBus
 from connectors.landing import dead_letter_rows, land_batch, landed_count, pull_and_land
 
 try:
-    from tests.servers import claim_bytes, land_until, nats_restartable, nats_url, unique_name  # noqa: F401 - fixtures
+    from tests.servers import land_until, nats_restartable, nats_url, unique_name  # noqa: F401 - fixtures
 except ImportError:  # tests/ itself is on sys.path (rootdir conftest, no package)
-    from servers import claim_bytes, land_until, nats_restartable, nats_url, unique_name  # noqa: F401
+    from servers import land_until, nats_restartable, nats_url, unique_name  # noqa: F401
 
 pytestmark = pytest.mark.server
 
@@ -54,7 +55,7 @@ def wait_all_acked(bus, budget_s: float = 5.0) -> int:
 @pytest.mark.timeout(60)
 def test_n_published_land_exactly_once(bus, engine):
     n = 2000
-    assert bus.publish_many(claim_bytes(i) for i in range(n)) == n
+    assert bus.publish_many(claim_json(i) for i in range(n)) == n
     results = land_until(bus, engine, n, max_messages=700)
     assert landed_count(engine) == n
     assert sum(r.landed for r in results) == n
@@ -72,7 +73,7 @@ def test_crash_between_persist_and_ack_redelivers_without_duplicates_or_loss(nat
     first = open_bus("nats", url=nats_url, stream=stream, durable="landing", ack_wait_s=2)
     first.ensure()
     try:
-        ids = [first.publish(claim_bytes(i), message_id=f"claim-{i}") for i in range(n)]
+        ids = [first.publish(claim_json(i), message_id=f"claim-{i}") for i in range(n)]
         got = first.pull(n, 10)
         assert len(got) == n and sorted(m.message_id for m in got) == sorted(ids)
         r1 = land_batch(engine, first.source, got)  # persisted ...
@@ -104,7 +105,7 @@ def test_broker_restart_mid_stream_loses_nothing(nats_restartable, engine):
     url = f"nats://{nats_restartable.address}"
     bus = make_bus(url, ack_wait_s=2)
     try:
-        assert bus.publish_many(claim_bytes(i) for i in range(1000)) == 1000
+        assert bus.publish_many(claim_json(i) for i in range(1000)) == 1000
         r = pull_and_land(bus, engine, bus.source, 400, 2.0)
         assert r.landed == 400
         in_flight = bus.pull(300, 2.0)  # delivered, not yet landed nor acked when the broker dies
@@ -113,7 +114,7 @@ def test_broker_restart_mid_stream_loses_nothing(nats_restartable, engine):
         nats_restartable.restart()
 
         # the client reconnects by itself; publishing resumes, file storage kept the stream
-        assert bus.publish_many(claim_bytes(i) for i in range(1000, n)) == n - 1000
+        assert bus.publish_many(claim_json(i) for i in range(1000, n)) == n - 1000
         land_until(bus, engine, n, budget_s=40, max_messages=500, timeout_s=1.0)
         assert landed_count(engine) == n
         # the in-flight deliveries from before the restart are harmless duplicates now
@@ -137,7 +138,7 @@ def test_pull_is_bounded_in_time_and_count(bus):
     t = time.monotonic()
     assert bus.pull(100, 0.5) == []
     assert time.monotonic() - t < 1.5
-    bus.publish_many(claim_bytes(i) for i in range(50))
+    bus.publish_many(claim_json(i) for i in range(50))
     got = bus.pull(20, 5.0)
     assert len(got) == 20
     bus.ack(got)
@@ -147,7 +148,7 @@ def test_pull_is_bounded_in_time_and_count(bus):
 def test_poison_messages_go_to_dead_letter_with_reason(bus, engine):
     bus.publish(b"not json", message_id="bad-1")
     bus.publish(b'{"claim_id": "C-1"}', message_id="bad-2")
-    bus.publish(claim_bytes(1), message_id="good-1")
+    bus.publish(claim_json(1), message_id="good-1")
     r = pull_and_land(bus, engine, bus.source, 3, 5.0)
     assert (r.landed, r.dead_lettered) == (1, 2)
     reasons = dead_letter_rows(engine).set_index("message_id")["reason"]
