@@ -78,20 +78,21 @@ def _new_batch_id(now: datetime) -> str:
 
 
 def _claim(engine: sa.Engine, rail: str, keys: list[str], batch_id: str, created_at: str) -> int:
-    """Move `keys` from `intent` to `sending` under `batch_id` in one transaction; returns how many moved."""
+    """Move `keys` from `intent` to `sending` on `rail` under `batch_id` in one transaction; returns how many moved."""
     with engine.begin() as conn:
         n = conn.execute(payout_intents.update().where(
-            payout_intents.c.idempotency_key.in_(keys) & (payout_intents.c.status == INTENT)
-            & (payout_intents.c.rail == rail))
-            .values(status=SENDING, batch_id=batch_id, batch_created_at=created_at)).rowcount
+            payout_intents.c.idempotency_key.in_(keys) & (payout_intents.c.status == INTENT))
+            .values(status=SENDING, rail=rail, batch_id=batch_id, batch_created_at=created_at)).rowcount
     return int(n)
 
 
 def claim_batches(engine: sa.Engine, rail: str, required_gates: tuple[str, ...], partition: str | None,
                   batch_size: int, report: DispatchReport) -> None:
     """Claim waiting intents into batches (one currency each); partitions with failed gates are refused."""
+    # a waiting intent goes to whichever rail claims it (its `rail` column says which one did);
+    # once claimed, only that rail sends it again
     q = sa.select(payout_intents.c.idempotency_key, payout_intents.c.partition, payout_intents.c.currency).where(
-        (payout_intents.c.status == INTENT) & (payout_intents.c.rail == rail))
+        payout_intents.c.status == INTENT)
     if partition is not None:
         q = q.where(payout_intents.c.partition == partition)
     with engine.connect() as conn:
