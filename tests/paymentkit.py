@@ -74,6 +74,7 @@ class Bank:
         from connectors.rails.bank_standin import account_specs, bank_command
 
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(bank_command(root, self.port), cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -136,3 +137,39 @@ def run_dispatcher(db_url: str, rail: str, *, bank_dir: Path | None = None, api_
     if api_url:
         cmd += ["--api-url", api_url]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=wait)
+
+
+def _dispatch_child(argv: list[str], crash_at: str | None) -> None:
+    from aios.db import get_engine
+    from connectors.rails import crash
+    from connectors.rails.run import main
+
+    if crash_at:
+        os.environ["AIOS_CRASH_AT"] = crash_at
+    else:
+        os.environ.pop("AIOS_CRASH_AT", None)
+    crash._passes.clear()
+    get_engine.cache_clear()  # a fresh engine: never reuse the parent's pooled connections in the child
+    os._exit(main(argv))
+
+
+def fork_dispatcher(db_url: str, rail: str, *, bank_dir: Path | None = None, api_url: str = "",
+                    crash_at: str | None = None, batch_size: int = 2, timeout: float = 1.0,
+                    wait: float = 60.0) -> int:
+    """One dispatcher as a forked child process (no interpreter start-up: the chaos loop runs many);
+    returns its exit code (137 when it killed itself at `crash_at`)."""
+    import multiprocessing
+
+    argv = ["--db", db_url, "--rail", rail, "--batch-size", str(batch_size), "--timeout", str(timeout)]
+    if bank_dir is not None:
+        argv += ["--bank-dir", str(bank_dir)]
+    if api_url:
+        argv += ["--api-url", api_url]
+    proc = multiprocessing.get_context("fork").Process(target=_dispatch_child, args=(argv, crash_at))
+    proc.start()
+    proc.join(wait)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join(5)
+        raise RuntimeError(f"dispatcher did not finish within {wait}s ({crash_at=})")
+    return proc.exitcode

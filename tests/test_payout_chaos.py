@@ -1,7 +1,9 @@
 """Nothing lost, nothing paid twice: the dispatcher killed at every step, the provider failing, then re-run.
 
-Real processes: the dispatcher is a subprocess that kills itself (`os._exit`, like `kill -9`) at
-the point `AIOS_CRASH_AT` names, or is SIGKILLed from outside while a request hangs; the bank is
+Real processes: the dispatcher is a child process (forked, to skip interpreter start-up in the
+loop) that kills itself (`os._exit`, like `kill -9`) at the point `AIOS_CRASH_AT` names, or a
+`python -m connectors.rails.run` process SIGKILLed from outside while a request hangs; the clean
+re-runs are `python -m connectors.rails.run` processes; the bank is
 mock-bank in its own process reading the outbound folder; the payment provider is a FastAPI app
 under uvicorn with its own SQLite ledger. After each crash the dispatcher runs again, and the
 rails' own ledgers (the bank's payments, the provider's payments) must hold every approved claim
@@ -21,10 +23,10 @@ import sqlalchemy as sa
 from connectors.rails.outbox import ACKNOWLEDGED, payout_intents
 
 try:
-    from tests.paymentkit import ROOT, Bank, Provider, approve, run_dispatcher
+    from tests.paymentkit import ROOT, Bank, Provider, approve, fork_dispatcher, run_dispatcher
     from tests.reviewkit import make_env
 except ImportError:  # pytest's rootdir-relative imports
-    from paymentkit import ROOT, Bank, Provider, approve, run_dispatcher
+    from paymentkit import ROOT, Bank, Provider, approve, fork_dispatcher, run_dispatcher
     from reviewkit import make_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -54,6 +56,9 @@ def _statuses(engine, keys):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    from connectors.rails.iso20022 import pain001_schema
+
+    pain001_schema()  # compiled once here; the forked dispatchers inherit it
     root = tmp_path_factory.mktemp("chaos")
     env = make_env(root / "home")
     bank = Bank(root / "bank")
@@ -67,36 +72,31 @@ def _claims(tag: str, n: int = 5) -> dict[str, float]:
     return {f"{tag}-{i}": 100.0 + 7 * i + 0.01 * i for i in range(n)}
 
 
+def _assert_each_paid_once(paid, approved):
+    assert {k for k, c in paid.items() if c > 1} == set(), "paid twice"
+    assert set(approved) - set(paid) == set(), "approved but never paid"
+
+
 def test_file_rail_dispatcher_killed_at_every_step_pays_each_approval_once(world):
+    """Each run is killed at its point, and is the re-run of the run killed before it (crashes during recovery)."""
     env, bank, _, root = world
     url, bank_dir = env.settings.db_url, root / "bank"
     approved: list[str] = []
     crashed = []
-    for n, point in enumerate(FILE_POINTS):
-        keys = approve(env, f"2026-03-{n + 1:02d}", _claims(f"F{n}"), currency="USD" if n % 4 == 3 else "EUR")
-        approved += keys
-        first = run_dispatcher(url, "iso20022", bank_dir=bank_dir, crash_at=point)
-        crashed.append((point, first.returncode))
-        bank.scan()
+    for n, point in enumerate(FILE_POINTS + COLLECT_POINTS):
+        approved += approve(env, f"2026-03-{n + 1:02d}", _claims(f"F{n}"), currency="USD" if n % 4 == 3 else "EUR")
+        crashed.append((point, fork_dispatcher(url, "iso20022", bank_dir=bank_dir, crash_at=point)))
+        bank.scan()  # the bank answers what reached it, so the next run has reports to collect
+    for _ in range(2):  # the clean re-run, then one more to collect the bank's answers to it
         again = run_dispatcher(url, "iso20022", bank_dir=bank_dir)
         assert again.returncode == 0, again.stderr[-2000:]
-    for n, point in enumerate(COLLECT_POINTS):
-        keys = approve(env, f"2026-04-{n + 1:02d}", _claims(f"G{n}", 3))
-        approved += keys
-        assert run_dispatcher(url, "iso20022", bank_dir=bank_dir).returncode == 0
         bank.scan()
-        crashed.append((f"collect/{point}", run_dispatcher(url, "iso20022", bank_dir=bank_dir,
-                                                             crash_at=point).returncode))
-        assert run_dispatcher(url, "iso20022", bank_dir=bank_dir).returncode == 0
-    bank.scan()
-    assert run_dispatcher(url, "iso20022", bank_dir=bank_dir).returncode == 0
     assert [p for p, rc in crashed if rc != 137] == [], f"kill points never reached: {crashed}"
     paid = bank.accepted_keys()
-    assert {k for k, c in paid.items() if c > 1} == set(), "paid twice"
-    assert set(approved) - set(paid) == set(), "approved but never paid"
+    _assert_each_paid_once(paid, approved)
     assert set(paid) - set(approved) == set(), "paid without approval"
     assert set(_statuses(env.engine, approved).values()) == {ACKNOWLEDGED}
-    # nothing half-written is left for the bank to read
+    # nothing half-written is left behind in the bank's folder
     assert list((bank_dir / "outbound").glob(".*.tmp")) == []
 
 
@@ -105,29 +105,31 @@ def test_http_rail_dispatcher_killed_at_every_step_pays_each_approval_once(world
     url = env.settings.db_url
     approved, crashed = [], []
     for n, point in enumerate(HTTP_POINTS):
-        keys = approve(env, f"2026-05-{n + 1:02d}", _claims(f"H{n}"))
-        approved += keys
-        crashed.append((point, run_dispatcher(url, "http", api_url=provider.url, crash_at=point).returncode))
-        again = run_dispatcher(url, "http", api_url=provider.url)
-        assert again.returncode == 0, again.stderr[-2000:]
+        approved += approve(env, f"2026-05-{n + 1:02d}", _claims(f"H{n}"))
+        crashed.append((point, fork_dispatcher(url, "http", api_url=provider.url, crash_at=point)))
+    again = run_dispatcher(url, "http", api_url=provider.url)
+    assert again.returncode == 0, again.stderr[-2000:]
     assert [p for p, rc in crashed if rc != 137] == [], f"kill points never reached: {crashed}"
-    paid = provider.paid_keys()
-    assert {k for k, c in paid.items() if c > 1} == set()
-    assert set(approved) <= set(paid)
+    _assert_each_paid_once(provider.paid_keys(), approved)
     assert set(_statuses(env.engine, approved).values()) == {ACKNOWLEDGED}
 
 
 @pytest.mark.parametrize("mode", ["error_before", "error_after", "slow_after", "drop_after"])
 def test_provider_failures_are_retried_with_the_same_key_and_pay_once(world, mode):
+    from connectors.rails.dispatch import dispatch
+    from connectors.rails.http_api import HttpPaymentRail
+
     env, _, provider, _ = world
-    url = env.settings.db_url
     keys = approve(env, "2026-06-01", _claims(f"P-{mode}", 3))
-    # more faults than one run's retries: the first run leaves some unanswered, the re-run finishes
-    provider.fault(mode, count=6, delay_s=1.5)
-    first = run_dispatcher(url, "http", api_url=provider.url, timeout=0.5)
-    assert first.returncode == 0, first.stderr[-2000:]
+    # more faults than one run's retries (4 attempts per payment): the first run leaves some
+    # payments unanswered (paid or not), the re-run finishes them under the same keys
+    provider.fault(mode, count=6, delay_s=1.0)
+    rail = HttpPaymentRail(provider.url, timeout_s=0.4, attempts=4, backoff_s=0.02)
+    first = dispatch(env.engine, rail, ("data_quality", "drift"), partition="2026-06-01")
+    assert len(first.acknowledged) == 2 and "1 payment(s) unanswered" in " ".join(first.unavailable)
+    assert sorted(_statuses(env.engine, keys).values()) == [ACKNOWLEDGED, ACKNOWLEDGED, "sending"]  # not lost
     provider.fault(None)
-    assert run_dispatcher(url, "http", api_url=provider.url).returncode == 0
+    dispatch(env.engine, rail, ("data_quality", "drift"), partition="2026-06-01")
     paid = provider.paid_keys()
     assert all(paid[k] == 1 for k in keys), {k: paid[k] for k in keys}
     assert set(_statuses(env.engine, keys).values()) == {ACKNOWLEDGED}

@@ -176,6 +176,10 @@ def send_claimed(engine: sa.Engine, rail: PaymentRail, report: DispatchReport) -
             continue
         crash_point("after_send_before_receipt")
         report.batches.append(batch_id)
+        unanswered = len({m.idempotency_key for m in members} - {o.idempotency_key for o in outcomes})
+        if unanswered:
+            report.unavailable.append(f"{batch_id}: {unanswered} payment(s) unanswered; they stay claimed and are "
+                                      f"sent again under the same key")
         report.sent += sum(1 for o in outcomes if o.status == SENT)
         record(engine, [_with_batch(o, batch_id) for o in outcomes], report)
         crash_point("after_batch_recorded")
