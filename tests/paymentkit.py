@@ -39,14 +39,15 @@ def _wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 30.
 
 
 class Provider:
-    """The payment provider (connectors/rails/provider_app.py) under uvicorn, its own SQLite ledger."""
+    """The payment provider (tests/payment_provider/app.py) under uvicorn, its own SQLite ledger."""
 
     def __init__(self, root: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "AIOS_PROVIDER_DB": str(root / "provider.db"), "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "connectors.rails.provider_app:app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "tests"), "payment_provider.app:app",
+             "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "critical"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _wait_http(f"{self.url}/health", self.proc, "payment provider")

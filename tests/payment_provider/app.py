@@ -9,7 +9,8 @@ payment requests:
 - `error_after`: pay, then answer 500 (the client does not learn it paid);
 - `slow_after`: pay, then sleep `delay_s` before answering (the client times out);
 - `drop_after`: pay, then start the answer and drop the connection before finishing it.
-Run: `AIOS_PROVIDER_DB=/tmp/p.db uvicorn connectors.rails.provider_app:app --port N`.
+Run: `AIOS_PROVIDER_DB=/tmp/p.db uvicorn --app-dir tests payment_provider.app:app --port N` (tests/paymentkit.py).
+It lives with the tests, not in `connectors/`: it is the other side of the rail, and a web app.
 """
 
 from __future__ import annotations
