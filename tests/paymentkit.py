@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from aios import reviews
+from connectors.stores import reviews
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def approve(env, partition: str, claims: dict[str, float], currency: str = "EUR"
     """Open cases for `claims` (claim_id → amount) and approve each as a reviewer; returns their keys."""
     env.cases(partition, {cid: (amount, 0.2) for cid, amount in claims.items()})
     if currency != "EUR":
-        from aios.stores import review_cases
+        from connectors.stores.decisions import review_cases
 
         with env.engine.begin() as conn:
             conn.execute(review_cases.update().where(review_cases.c.claim_id.in_(list(claims)))
@@ -141,7 +141,7 @@ def run_dispatcher(db_url: str, rail: str, *, bank_dir: Path | None = None, api_
 
 
 def _dispatch_child(argv: list[str], crash_at: str | None) -> None:
-    from aios.db import get_engine
+    from aios.kernel.db import get_engine
     from connectors.rails import crash
     from connectors.rails.run import main
 

@@ -10,8 +10,8 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from aios import reviews
-from connectors.gates import record_gate
+from connectors.stores import reviews
+from connectors.stores.gates import record_gate
 from connectors.payout import PayoutConnector, PayoutInstruction
 from connectors.rails.base import PaymentOrder
 from connectors.rails.dispatch import dispatch
@@ -61,7 +61,7 @@ def test_a_pain001_the_xsd_refuses_is_never_written_and_the_error_names_the_elem
 
 
 def test_the_banks_pain002_marks_each_payment_acknowledged_or_rejected_with_its_reason(tmp_path):
-    from aios.db import get_engine
+    from aios.kernel.db import get_engine
 
     engine = get_engine(f"sqlite:///{tmp_path / 'pay.db'}")
     rail, settle = build_rail("iso20022", tmp_path / "bank", bank_standin=True)
@@ -126,8 +126,8 @@ def test_the_dispatcher_refuses_a_partition_whose_gates_failed_in_a_separate_run
 def test_payouts_status_counts_intents_per_rail_and_day(settings):
     from typer.testing import CliRunner
 
-    from aios.cli import app
-    from aios.db import get_engine
+    from aios.cli.main import app
+    from aios.kernel.db import get_engine
     from connectors.rails.outbox import Intent, add_intents, ensure_outbox
 
     engine = get_engine(settings.db_url)

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from aios.db import get_engine
+from aios.kernel.db import get_engine
 from connectors.rails.dispatch import collect, dispatch
 from connectors.rails.select import RAILS, build_rail
 
