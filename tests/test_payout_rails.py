@@ -166,3 +166,39 @@ def test_the_provider_pays_one_key_once_and_refuses_it_with_another_body(tmp_pat
         assert provider.paid_keys() == {"payout:C-1": 1}
     finally:
         provider.stop()
+
+
+try:
+    from tests.servers import postgres_url  # noqa: F401 - fixture
+except ImportError:
+    from servers import postgres_url  # noqa: F401
+
+
+@pytest.mark.server
+def test_four_concurrent_dispatchers_on_postgresql_pay_each_intent_once(postgres_url, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aios.kernel.db import get_engine
+    from connectors.rails.outbox import Intent, add_intents, ensure_outbox
+
+    engine = get_engine(postgres_url)
+    ensure_outbox(engine)
+    for gate in ("data_quality", "drift"):
+        record_gate(engine, "2026-02-07", gate, True, "set by the test")
+    with engine.begin() as conn:
+        add_intents(conn, [Intent(f"PG-{i}", "2026-02-07", 10.0 + i, ("EUR", "USD")[i % 2], "auto_approve",
+                                  "iso20022") for i in range(60)])
+    rail, settle = build_rail("iso20022", tmp_path / "bank", bank_standin=True)
+
+    def one(_):
+        payer = PayoutConnector(engine, ("data_quality", "drift"), rail=rail, settle=settle)
+        return payer.dispatch()
+
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(one, range(4)))
+    reports.append(PayoutConnector(engine, ("data_quality", "drift"), rail=rail, settle=settle).dispatch())
+    assert sum(len(r.acknowledged) for r in reports) == 60  # each verdict recorded by exactly one dispatcher
+    accepted = [p["end_to_end_id"] for p in embedded_bank(str(tmp_path / "bank")).payments()
+                if p["status"] == "accepted"]
+    assert len(accepted) == len(set(accepted)) == 60
+    assert {r["status"] for r in _intents(engine).values()} == {"acknowledged"}

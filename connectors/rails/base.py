@@ -38,6 +38,7 @@ class RailOutcome:
     receipt: str = ""
     detail: str = ""
     batch_id: str = ""
+    source: str = ""  # where a collected outcome was read (a report file), so the rail can archive it
 
     @property
     def key_is_batch(self) -> bool:

@@ -186,7 +186,7 @@ def send_claimed(engine: sa.Engine, rail: PaymentRail, report: DispatchReport) -
 
 
 def _with_batch(o: RailOutcome, batch_id: str) -> RailOutcome:
-    return o if o.batch_id else RailOutcome(o.idempotency_key, o.status, o.receipt, o.detail, batch_id)
+    return o if o.batch_id else RailOutcome(o.idempotency_key, o.status, o.receipt, o.detail, batch_id, o.source)
 
 
 def collect(engine: sa.Engine, rail: PaymentRail, report: DispatchReport) -> None:

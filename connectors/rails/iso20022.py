@@ -130,9 +130,8 @@ def render_pain001(batch_id: str, created_at: str, debtor: Debtor, orders: list[
 def write_atomically(folder: Path, name: str, data: bytes) -> Path:
     """Write `data` to `folder/name` so that readers see the whole file or nothing: temp, fsync, rename."""
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f".{name}.*.tmp"):  # a writer killed mid-file left these; this write replaces them
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    _remove_orphans(folder, name)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -149,6 +148,35 @@ def write_atomically(folder: Path, name: str, data: bytes) -> Path:
     finally:
         os.close(dir_fd)
     return folder / name
+
+
+def _remove_orphans(folder: Path, name: str, max_age_s: float = 3600.0) -> None:
+    """Delete temporary files of `name` whose writer died (killed mid-file), never a live writer's.
+
+    A temporary name carries its writer's pid: a concurrent dispatcher writing the same batch
+    is alive and keeps its file; an hour-old one is an orphan whatever its pid says.
+    """
+    import time
+
+    for tmp in folder.glob(f".{name}.*.tmp"):
+        parts = tmp.name[len(name) + 2:].split(".")
+        pid = int(parts[0]) if parts and parts[0].isdigit() else 0
+        try:
+            age = time.time() - tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age > max_age_s or (pid and not _alive(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _crash_point(name: str) -> None:
@@ -222,19 +250,25 @@ class Pain001FileRail(PaymentRail):
                       and p.name.startswith("pain.002"))
 
     def collect(self) -> list[RailOutcome]:
-        """Every payment outcome in the inbound pain.002 reports not yet archived."""
+        """Every payment outcome in the inbound pain.002 reports not yet archived (each names its report)."""
         out: list[RailOutcome] = []
-        paths = self._reports()
-        for path in paths:
-            out.extend(parse_pain002(path.read_bytes())[1])
-        self._read = paths
+        for path in self._reports():
+            outcomes = parse_pain002(path.read_bytes())[1]
+            if not outcomes:  # e.g. a duplicate-file answer: nothing to record, archive it now
+                self._archive([path.name])
+            out.extend(RailOutcome(o.idempotency_key, o.status, o.receipt, o.detail, o.batch_id, path.name)
+                       for o in outcomes)
         return out
 
     def collected(self, outcomes: list[RailOutcome]) -> None:
-        """Move the reports read by the last `collect` into `inbound/read/` (they are recorded now)."""
+        """Move the reports these (recorded) outcomes came from into `inbound/read/`."""
+        self._archive(sorted({o.source for o in outcomes if o.source}))
+
+    def _archive(self, names: list[str]) -> None:
         done = self.inbound / "read"
         done.mkdir(exist_ok=True)
-        for path in getattr(self, "_read", []):
-            if path.exists():
-                os.replace(path, done / path.name)
-        self._read = []
+        for name in names:
+            try:
+                os.replace(self.inbound / name, done / name)
+            except FileNotFoundError:  # archived meanwhile by a concurrent dispatcher
+                pass
