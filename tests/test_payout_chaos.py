@@ -96,8 +96,12 @@ def test_file_rail_dispatcher_killed_at_every_step_pays_each_approval_once(world
     _assert_each_paid_once(paid, approved)
     assert set(paid) - set(approved) == set(), "paid without approval"
     assert set(_statuses(env.engine, approved).values()) == {ACKNOWLEDGED}
-    # nothing half-written is left behind in the bank's folder
+    # nothing half-written is left behind in the bank's folder, and every file the bank read is XSD-valid
     assert list((bank_dir / "outbound").glob(".*.tmp")) == []
+    from connectors.rails.iso20022 import pain001_schema
+
+    read = sorted((bank_dir / "outbound").glob("*/pain.001.001.09-*.xml"))
+    assert len(read) >= len(FILE_POINTS) and all(pain001_schema().is_valid(str(f)) for f in read)
 
 
 def test_http_rail_dispatcher_killed_at_every_step_pays_each_approval_once(world):
