@@ -226,7 +226,7 @@ def review_queue(context: dg.AssetExecutionContext, decisions: pd.DataFrame,
 def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: PayoutResource,
             stores: StoresResource) -> dg.MaterializeResult:
     """The day's auto-approved claims, paid once each; refused when a gate did not pass."""
-    from connectors.stores.audit import record_payouts
+    from connectors.stores.audit import record_settlements
     from connectors.payout import PayoutInstruction, PayoutRefused
 
     from aios.kernel.tracing import flush
@@ -249,12 +249,12 @@ def payouts(context: dg.AssetExecutionContext, decisions: pd.DataFrame, payout: 
         report = payout.connector().pay(context.partition_key, instructions)
     except PayoutRefused as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    record_payouts(stores.engine(), context.partition_key, report.receipts, instructions, trace_id=context.run_id)
+    record_settlements(stores.engine(), report.settled, trace_id=context.run_id)
     _spans(context, "payout", report.receipts, t0, {c: {"aios.receipt": r} for c, r in report.receipts.items()})
     flush()
     return dg.MaterializeResult(metadata={
-        "paid": report.paid, "already_paid": report.already_paid,
-        "amount_paid": dg.MetadataValue.float(round(report.amount_paid, 2)),
+        "paid": report.paid, "already_paid": report.already_paid, "pending": report.pending,
+        "rejected": report.rejected, "amount_paid": dg.MetadataValue.float(round(report.amount_paid, 2)),
         "receipts": dg.MetadataValue.json(dict(list(report.receipts.items())[:20])),
     })
 

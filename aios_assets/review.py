@@ -23,7 +23,7 @@ REVIEW_PAYOUT_REASON = "review_approved"
 def review_payouts(context: dg.AssetExecutionContext, stores: StoresResource, payout: PayoutResource,
                    policy: PolicyResource) -> dg.MaterializeResult:
     """Pay the partition's approved, unpaid review cases once each and close them."""
-    from connectors.stores.audit import record_payouts
+    from connectors.stores.audit import record_settlements
     from connectors.stores.reviews import PAID, PAYOUT_REFUSED, approved_cases, close_approved, ensure_review_tables, waiting_counts
     from connectors.payout import PayoutInstruction, PayoutRefused
 
@@ -48,7 +48,7 @@ def review_payouts(context: dg.AssetExecutionContext, stores: StoresResource, pa
             report = connector.pay(partition, instructions)
         except PayoutRefused as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        record_payouts(engine, partition, report.receipts, instructions, trace_id=context.run_id)
+        record_settlements(engine, report.settled, trace_id=context.run_id)
         wanted = {i.claim_id for i in instructions}
         in_ledger = {r["claim_id"] for r in connector.paid_claims(partition)} & wanted
         close_approved(engine, in_ledger, PAID)

@@ -114,15 +114,22 @@ class PolicyResource(dg.ConfigurableResource):
 
 
 class PayoutResource(dg.ConfigurableResource):
-    """The payout connector; it refuses partitions whose gates did not pass."""
+    """The payout connector on the configured rail; it refuses partitions whose gates did not pass."""
 
     database_url: str
+    rail: str = "iso20022"
+    bank_dir: str = ""
+    api_url: str = ""
+    bank_standin: str = "true"  # "true": run the stand-in bank in process (embedded); a str so EnvVar can set it
 
     def connector(self):
         """A payout connector that requires the data-quality and drift gates."""
         from connectors.payout import PayoutConnector
+        from connectors.rails.select import build_rail
 
-        return PayoutConnector(get_engine(self.database_url), required_gates=GATES)
+        bank_dir = self.bank_dir or str(Path(self.database_url.removeprefix("sqlite:///")).parent / "bank")
+        rail, settle = build_rail(self.rail, bank_dir, self.api_url, self.bank_standin.lower() == "true")
+        return PayoutConnector(get_engine(self.database_url), required_gates=GATES, rail=rail, settle=settle)
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -130,6 +137,11 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     if settings is not None:
         db, mlflow_uri, home = settings.db_url, settings.mlflow_uri, str(settings.home)
         model_name, alias = settings.model_name, settings.model_alias
+        env = settings.resource_env()
+        payout = PayoutResource(database_url=db, rail=env["AIOS_RESOLVED_PAYOUT_RAIL"],
+                                bank_dir=env["AIOS_RESOLVED_PAYOUT_BANK_DIR"],
+                                api_url=env["AIOS_RESOLVED_PAYOUT_API_URL"],
+                                bank_standin=env["AIOS_RESOLVED_PAYOUT_BANK_STANDIN"])
     else:
         export_resource_env()
         db = dg.EnvVar("AIOS_RESOLVED_DATABASE_URL")
@@ -138,11 +150,15 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         from aios.kernel.settings import get_settings
 
         model_name, alias = get_settings().model_name, get_settings().model_alias
+        payout = PayoutResource(database_url=db, rail=dg.EnvVar("AIOS_RESOLVED_PAYOUT_RAIL"),
+                                bank_dir=dg.EnvVar("AIOS_RESOLVED_PAYOUT_BANK_DIR"),
+                                api_url=dg.EnvVar("AIOS_RESOLVED_PAYOUT_API_URL"),
+                                bank_standin=dg.EnvVar("AIOS_RESOLVED_PAYOUT_BANK_STANDIN"))
     return {
         "stores": StoresResource(database_url=db),
         "inbox": InboxResource(home=home),
         "documents": DocumentStoreResource(home=home),
         "registry": ModelRegistryResource(tracking_uri=mlflow_uri, home=home, model_name=model_name, alias=alias),
         "policy": PolicyResource(),
-        "payout": PayoutResource(database_url=db),
+        "payout": payout,
     }

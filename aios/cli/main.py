@@ -18,6 +18,7 @@ from aios.kernel.settings import get_settings
 from aios.cli.backtest import backtest, dagster_log, thresholds
 from aios.cli.replay import replay
 from aios.cli.users import users_app
+from aios.cli.payouts import payouts_app
 from aios.cli.audit import audit_app
 from aios.cli.policy import policy_app
 
@@ -26,6 +27,7 @@ app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs ever
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
+app.add_typer(payouts_app, name="payouts")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     seed: int = 7
     quarantine_max_share: float = Field(default=0.05, description="Blocking check bound on quarantined share.")
     drift_share_threshold: float = Field(default=0.5, description="Share of drifted columns that fails the drift check.")
+    payout_rail: str = Field(default="iso20022", description="Payment rail: iso20022 (pain.001 files) or http.")
+    payout_bank_dir: Path | None = Field(default=None, description="The bank's SFTP folders (default: home/bank).")
+    payout_api_url: str | None = Field(default=None, description="Base URL of the payment API (rail http).")
+    payout_bank_standin: bool | None = Field(default=None, description="Run mock-bank in process (embedded default).")
 
     @property
     def inbox_dir(self) -> Path:
@@ -151,6 +155,11 @@ class Settings(BaseSettings):
             "AIOS_RESOLVED_DATABASE_URL": self.db_url,
             "AIOS_RESOLVED_MLFLOW_URI": self.mlflow_uri,
             "AIOS_RESOLVED_HOME": str(self.home),
+            "AIOS_RESOLVED_PAYOUT_RAIL": self.payout_rail,
+            "AIOS_RESOLVED_PAYOUT_BANK_DIR": str(self.payout_bank_dir or self.home / "bank"),
+            "AIOS_RESOLVED_PAYOUT_API_URL": self.payout_api_url or "",
+            "AIOS_RESOLVED_PAYOUT_BANK_STANDIN": str(self.payout_bank_standin if self.payout_bank_standin is not None
+                                                     else self.profile == Profile.embedded).lower(),
         }
 
 

@@ -86,6 +86,22 @@ def record_payouts(engine: sa.Engine, partition: str, receipts: Mapping[str, str
     return ledger(engine).append_many(_traced(rows))
 
 
+def record_settlements(engine: sa.Engine, settled: Iterable[Any], actor: str = "connectors.payout@1",
+                       trace_id: str | None = None) -> int:
+    """One row per payout the rail acknowledged (`paid`, with its receipt) or rejected, any partition.
+
+    `settled` is a dispatch report's `settled` list: verdicts that arrived late for other
+    partitions (a bank's report) are recorded by whichever run collected them.
+    """
+    rows = [{"event": "payout", "actor": actor, "claim_id": s.claim_id, "trace_id": trace_id,
+             "payload": {"partition": s.partition, "receipt_id": s.receipt, "amount": float(s.amount),
+                         "currency": s.currency, "reason": s.reason,
+                         "status": "paid" if s.status == "acknowledged" else s.status,
+                         **({"detail": s.detail} if s.status != "acknowledged" and s.detail else {})}}
+            for s in settled]
+    return ledger(engine).append_many(_traced(rows)) if rows else 0
+
+
 def record_user_change(engine: sa.Engine, actor: str, user: str, change: Mapping[str, Any],
                        policy_label: str | None = None) -> None:
     """An account created, enabled, disabled or given a new password (never the password itself)."""

@@ -35,6 +35,7 @@ from models.routes import override_rate
 
 WAITING = "open"
 APPROVED, PAID, REJECTED, PAYOUT_REFUSED = "approved", "paid", "rejected", "payout_refused"
+REVIEW_PAYOUT_REASON = "review_approved"
 CLOSED_STATUSES = (APPROVED, PAID, REJECTED, PAYOUT_REFUSED)
 STAGES = ("new", "escalated", "awaiting_second", "closed")
 DECISIONS = ("approve", "reject", "escalate")
@@ -190,8 +191,10 @@ def parse_ts(s: str | None) -> datetime | None:
 
 
 def ensure_review_tables(engine: sa.Engine) -> None:
-    """Create the review tables (and the queue and decision tables they read) if missing."""
-    ensure_tables(engine, *TABLES)
+    """Create the review tables (and the queue, decision and payout-outbox tables they use) if missing."""
+    from connectors.rails.outbox import payout_intents
+
+    ensure_tables(engine, *TABLES, payout_intents)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -653,9 +656,27 @@ def decide(engine: sa.Engine, claim_id: str, user: User, decision: str, reason: 
         leaning = model_leaning(case.p_fraud, threshold)
         outcome = status if status != WAITING else new_stage
         aid = _record(conn, case, user, action, text, outcome, leaning, state.claimed_at, now)
+        if status == APPROVED:
+            _payout_intent(conn, case, amount, [*approvals, (user.name, user.role)], policy)
     payload = {"action": action, "reason": text, "outcome": outcome, "partition": case.partition,
                "amount": amount, "p_fraud": float(case.p_fraud), "model_leaning": leaning, "role": user.role}
     return ActionResult(aid, action, status, new_stage, message, payload)
+
+
+def _payout_intent(conn: sa.Connection, case: Any, amount: float, approvals: list, policy: Any) -> None:
+    """The approval's payout intent, in the approval's own transaction (outbox): both or neither commit.
+
+    Only when the payout policy allows it now; a refused one is closed by the payout job instead.
+    """
+    from connectors.rails.outbox import Intent, add_intents
+
+    from aios.kernel.settings import get_settings
+
+    may_pay = getattr(policy, "may_pay", None)
+    if may_pay is None or not may_pay(amount, "human_review", approvals):
+        return
+    add_intents(conn, [Intent(case.claim_id, case.partition, amount, str(case.currency), REVIEW_PAYOUT_REASON,
+                              get_settings().payout_rail)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from aios.kernel.db import metadata
 
 # Modules whose import registers tables on the shared metadata.
-TABLE_MODULES = ("connectors.stores.decisions", "connectors.stores.snapshots", "connectors.payout", "connectors.stores.gates", "connectors.landing",
+TABLE_MODULES = ("connectors.stores.decisions", "connectors.stores.snapshots", "connectors.payout", "connectors.rails.outbox", "connectors.stores.gates", "connectors.landing",
                  "connectors.stores.ledger", "connectors.stores.reviews", "connectors.stores.alarms")
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "aios_alembic_version"  # Dagster and MLflow keep their own alembic_version elsewhere

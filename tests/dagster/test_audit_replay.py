@@ -32,7 +32,8 @@ def test_every_step_of_a_paid_claim_is_in_the_ledger_with_versions_and_snapshot(
     assert record["route"] == "auto_approve"
     assert record["snapshot_hash"] == paid["snapshot_hash"]
     assert record["versions"] == json.loads(paid["versions"])
-    assert record["payouts"][0]["receipt_id"].startswith("RCPT-")
+    # the bank's receipt: the pain.001 file (MsgId) and the payment (EndToEndId) its pain.002 acknowledged
+    assert record["payouts"][0]["receipt_id"].endswith(f"/payout:{paid['claim_id']}")
     assert record["paid_amount"] == pytest.approx(paid["amount"])
     assert AuditLedger(day_run).verify().ok
 

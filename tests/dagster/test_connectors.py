@@ -1,4 +1,5 @@
-"""The payout connector pays each claim once and refuses partitions whose gates failed; the inbox sensor lands each file once."""
+"""The payout connector pays each claim once (through the outbox, the pain.001 rail and the stand-in bank) and
+refuses partitions whose gates failed; the inbox sensor lands each file once."""
 
 import json
 
@@ -15,12 +16,20 @@ def engine(tmp_path):
     return get_engine(f"sqlite:///{tmp_path / 'pay.db'}")
 
 
+def _payer(engine, root, required_gates=()):
+    """A connector on the ISO 20022 file rail, answered by mock-bank in process under `root`."""
+    from connectors.rails.select import build_rail
+
+    rail, settle = build_rail("iso20022", root, bank_standin=True)
+    return PayoutConnector(engine, required_gates=required_gates, rail=rail, settle=settle)
+
+
 def _instructions(day, n=3):
     return [PayoutInstruction(f"C-{i}", day, 100.0 + i, "EUR") for i in range(n)]
 
 
-def test_paying_twice_pays_each_claim_once(engine):
-    payer = PayoutConnector(engine)
+def test_paying_twice_pays_each_claim_once(engine, tmp_path):
+    payer = _payer(engine, tmp_path / "bank")
     first = payer.pay("2026-01-02", _instructions("2026-01-02"))
     assert (first.paid, first.already_paid) == (3, 0)
     again = payer.pay("2026-01-02", _instructions("2026-01-02", 4))
@@ -28,10 +37,14 @@ def test_paying_twice_pays_each_claim_once(engine):
     rows = payer.paid_claims("2026-01-02")
     assert [r["claim_id"] for r in rows] == ["C-0", "C-1", "C-2", "C-3"]
     assert len({r["receipt_id"] for r in rows}) == 4
+    from connectors.rails.select import embedded_bank
+
+    bank = [p["end_to_end_id"] for p in embedded_bank(str(tmp_path / "bank")).payments()]
+    assert sorted(bank) == [f"payout:C-{i}" for i in range(4)]  # the bank's own ledger: each once
 
 
-def test_a_failed_gate_refuses_payouts_and_names_it(engine):
-    payer = PayoutConnector(engine, required_gates=("data_quality", "drift"))
+def test_a_failed_gate_refuses_payouts_and_names_it(engine, tmp_path):
+    payer = _payer(engine, tmp_path / "bank", required_gates=("data_quality", "drift"))
     with pytest.raises(PayoutRefused, match="drift"):  # never evaluated is not passed
         payer.pay("2026-01-03", _instructions("2026-01-03"))
     record_gate(engine, "2026-01-03", "data_quality", True, "ok")
@@ -79,10 +92,15 @@ def test_definitions_expose_every_asset_check_sensor_schedule_and_job(defs):
 def test_two_concurrent_payers_pay_each_claim_once_without_failing(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
+    from connectors.rails.select import embedded_bank
+
     engine = get_engine(f"sqlite:///{tmp_path / 'race.db'}")
     batch = [PayoutInstruction(f"R-{i}", "2026-01-05", 10.0, "EUR") for i in range(300)]
     with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda _: PayoutConnector(engine).pay("2026-01-05", batch), range(2)))
-    assert sum(r.paid for r in reports) == 300
-    assert sum(r.already_paid for r in reports) == 300
-    assert len(PayoutConnector(engine).paid_claims("2026-01-05")) == 300
+        reports = list(pool.map(lambda _: _payer(engine, tmp_path / "bank").pay("2026-01-05", batch), range(2)))
+    assert sum(r.paid for r in reports) == 300  # each claim counted as newly paid by exactly one payer
+    assert all(r.paid + r.already_paid + r.pending == 300 for r in reports)
+    assert len(_payer(engine, tmp_path / "bank").paid_claims("2026-01-05")) == 300
+    accepted = [p["end_to_end_id"] for p in embedded_bank(str(tmp_path / "bank")).payments()
+                if p["status"] != "rejected"]
+    assert len(accepted) == len(set(accepted)) == 300

@@ -110,12 +110,12 @@ def test_an_approval_that_arrives_twice_pays_once(env, instance):
 
 
 def test_a_payout_lost_between_paying_and_closing_is_not_paid_again(env, instance):
-    from connectors.payout import PayoutConnector, PayoutInstruction
+    from connectors.payout import PayoutInstruction
 
     env.cases(DAY, {"C-1": (800.0, 0.12)})
     _approve(env, "C-1", env.user("rita", "reviewer"))
-    # the connector paid, then the run died before closing the case
-    PayoutConnector(env.engine, ("data_quality", "drift")).pay(
+    # the connector paid (through the configured rail and its bank), then the run died before closing the case
+    build_resources(env.settings)["payout"].connector().pay(
         DAY, [PayoutInstruction("C-1", DAY, 800.0, "EUR", "review_approved")])
     report = _pay(env, instance, DAY)
     assert report["paid"] == 0 and report["already_paid"] == 1
