@@ -27,6 +27,7 @@ app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs ever
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
+from aios.evaluate_cli import evaluate_app; app.add_typer(evaluate_app, name="evaluate")  # noqa: E402,E702
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)
