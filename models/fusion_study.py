@@ -23,7 +23,9 @@ Labels after go-live exist only for investigated claims (today's practice at a 1
 audit) whose label has arrived (30-120 days); every learner weights them by inverse probability of being
 investigated (1 for escalated claims, 1/audit share for audited ones), so none learns the selection.
 Regimes: N labelled frauds after go-live; a one-week outage of one module during the test week; documents
-missing not at random (fraudsters withhold far more). With N = 0, B1 is trained on history only and B4
+missing not at random (fraudsters withhold far more); misinformed experts (tables tempered towards no
+evidence, rings believed rare) to see whether the network's gains hang on good expert numbers. The expert
+tables (config/modules.yaml) are never the world's parameters, which are drawn per seed from ranges. With N = 0, B1 is trained on history only and B4
 falls back to B0.
 """
 
@@ -70,6 +72,9 @@ class Regime:
     labelled_frauds: int
     outage: bool = False
     mnar: bool = False
+    # < 1: the experts' tables are tempered towards "no evidence" (log LRs x this) and they believe rings
+    # are rare: a badly elicited network, to see whether its gains depend on good expert numbers.
+    expert_temper: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class StudyConfig:
         Regime("N=0", 0), Regime("N=50", 50), Regime("N=200", 200), Regime("N=1000", 1000), Regime("N=5000", 5000),
         Regime("outage N=200", 200, outage=True), Regime("outage N=5000", 5000, outage=True),
         Regime("MNAR docs N=200", 200, mnar=True), Regime("MNAR docs N=5000", 5000, mnar=True),
+        Regime("misinformed experts N=200", 200, expert_temper=0.3),
+        Regime("misinformed experts N=5000", 5000, expert_temper=0.3),
     )
     budgets: tuple[float, ...] = (0.02, 0.05, 0.10, 0.12)
     investigate_share: float = 0.10
@@ -188,6 +195,23 @@ def _observed(states: pd.DataFrame, m: str) -> np.ndarray:
     return ~states[m].isin(SILENT_STATES).to_numpy()
 
 
+def temper_experts(net: ModularNetwork, k: float, ring_share: float = 0.1) -> ModularNetwork:
+    """Experts who under-rate every signal (fraud columns pulled towards the honest one: log LRs times ~k)
+    and believe rings are rare; same pseudo-count strength, so labels must undo it."""
+    out = net.copy()
+    for m in net.modules:
+        c = out.conc[m]
+        total = c.sum(axis=0, keepdims=True)
+        t = c / total
+        for j in (1, 2):
+            mixed = t[:, 0] ** (1 - k) * t[:, j] ** k
+            t[:, j] = mixed / mixed.sum()
+        out.conc[m] = t * total
+    ring_total = out.conc["ring"].sum()
+    out.conc["ring"] = np.array([[1 - ring_share], [ring_share]]) * ring_total
+    return out
+
+
 def forced_by_rules(states: pd.DataFrame) -> np.ndarray:
     """Claims today's rules send to a person whatever the score: any rule hit."""
     hit = np.zeros(len(states), bool)
@@ -282,18 +306,23 @@ def _run_regime(prep: _Prepared, regime: Regime, cfg: StudyConfig, specs: dict[s
     amount = test["amount"].to_numpy()
     p: dict[str, np.ndarray] = {"B0": s0}
 
-    # B1: the monolith, retrained with every module state (history rows: modules not live yet).
+    # B1: the monolith, retrained with every module state (history rows: modules not live yet). The same
+    # labels give the same model, so regimes differing only in the test week or the experts share it.
     mono_cols = [*INTAKE_COLUMNS, *SIGNAL_MODULES]
-    X_hist = pd.concat([prep.hist[INTAKE_COLUMNS], prep.hist_states[list(SIGNAL_MODULES)]], axis=1)
-    X_lab = pd.concat([lab[INTAKE_COLUMNS], lab_states[list(SIGNAL_MODULES)]], axis=1)
-    X1 = pd.concat([X_hist, X_lab], ignore_index=True)[mono_cols]
-    y1 = np.concatenate([prep.hist["is_fraud"].to_numpy(), y_lab])
-    w1 = np.concatenate([np.ones(len(prep.hist)), w_lab])
-    b1 = fit_weighted_classifier(X1, y1, w1, seed=seed)
+    if ("B1", cut) not in test_cache:
+        X_hist = pd.concat([prep.hist[INTAKE_COLUMNS], prep.hist_states[list(SIGNAL_MODULES)]], axis=1)
+        X_lab = pd.concat([lab[INTAKE_COLUMNS], lab_states[list(SIGNAL_MODULES)]], axis=1)
+        X1 = pd.concat([X_hist, X_lab], ignore_index=True)[mono_cols]
+        y1 = np.concatenate([prep.hist["is_fraud"].to_numpy(), y_lab])
+        w1 = np.concatenate([np.ones(len(prep.hist)), w_lab])
+        test_cache[("B1", cut)] = fit_weighted_classifier(X1, y1, w1, seed=seed)
+    b1 = test_cache[("B1", cut)]
     p["B1"] = score(b1, pd.concat([test[INTAKE_COLUMNS], t_states[list(SIGNAL_MODULES)]], axis=1)[mono_cols])
 
     # B5 first: B2 and B3 use its (label-updated) tables, so they differ from it by structure alone.
     expert = expert_network(specs, fusion, prep.fraud_rate, prep.band_counts)
+    if regime.expert_temper != 1.0:
+        expert = temper_experts(expert, regime.expert_temper)
     net, banded = expert, expert
     if cut:
         s_lab = score(prep.b0, lab[INTAKE_COLUMNS])
