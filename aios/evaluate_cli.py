@@ -12,7 +12,7 @@ from rich.table import Table
 
 evaluate_app = typer.Typer(help="Studies that evaluate the decision models on synthetic worlds with known truth.",
                            no_args_is_help=True)
-console = Console()
+console = Console(width=220)  # the tables have ten columns; let them run wide rather than wrap
 
 
 def _print(frame, title: str) -> None:

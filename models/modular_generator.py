@@ -22,6 +22,7 @@ under the true parameters, marginalising ring and legitimate delay exactly.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +133,8 @@ def generate(world: World, first_day: int, days: int, per_day: int, *, outage: d
         return np.where(ring, P[f"{key}_ring"], np.where(fraud, P[f"{key}_lone"], P[f"{key}_honest"]))
 
     def service_up(name: str) -> np.ndarray:
-        down_days = np.random.default_rng([world.seed, 99, hash(name) % 10_000]).random(first_day + days + 1)
+        # crc32, not hash(): str hashes change between processes, and the same seed must give the same days
+        down_days = np.random.default_rng([world.seed, 99, zlib.crc32(name.encode())]).random(first_day + days + 1)
         up = down_days[day] >= P["outage_day_rate"]
         if outage and name in outage:
             lo, hi = outage[name]

@@ -101,6 +101,13 @@ def test_modules_are_silent_before_go_live_and_documents_are_withheld_more_by_fr
     assert no_doc[after & fraud].mean() > no_doc[after & ~fraud].mean() + 0.05
 
 
+def test_the_same_seed_gives_the_same_world_and_claims():
+    a, b = make_world(9, go_live_day=3), make_world(9, go_live_day=3)
+    assert a == b
+    pd.testing.assert_frame_equal(generate(a, 0, 40, 100), generate(b, 0, 40, 100))
+    assert not generate(make_world(10, go_live_day=3), 0, 40, 100)["is_fraud"].equals(generate(a, 0, 40, 100)["is_fraud"])
+
+
 def test_the_oracle_posterior_is_calibrated(world_claims):
     world, claims, states = world_claims
     p = true_posterior(world, claims, states)
