@@ -221,7 +221,7 @@ def test_the_fusion_study_asset_is_defined_and_draws_its_plots(bounded_study):
 def test_the_cli_registers_evaluate_fusion():
     from typer.testing import CliRunner
 
-    from aios.cli import app
+    from aios.cli.main import app
 
     out = CliRunner().invoke(app, ["evaluate", "fusion", "--help"])
     assert out.exit_code == 0 and "--seeds" in out.output and "--json" in out.output

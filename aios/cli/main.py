@@ -20,6 +20,7 @@ from aios.cli.backtest import backtest, thresholds
 from aios.cli.replay import replay
 from aios.cli.users import users_app
 from aios.cli.audit import audit_app
+from aios.cli.evaluate import evaluate_app
 from aios.cli.policy import policy_app
 
 app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs everything end to end.",
@@ -27,7 +28,7 @@ app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs ever
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
-from aios.evaluate_cli import evaluate_app; app.add_typer(evaluate_app, name="evaluate")  # noqa: E402,E702
+app.add_typer(evaluate_app, name="evaluate")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)
