@@ -474,12 +474,16 @@ def seed_claim_check(summary: pd.DataFrame, budgets: tuple[float, ...], target: 
     the seed's claim (18% fewer false positives) is reached: the upper end of the interval at or below -18%."""
     keys = [f"fp_change@{b:.0%}" for b in budgets] + ["fp_change@policy"]
     out = []
-    for _, r in summary[summary["method"] == "B5"].iterrows():  # noqa: B007
+    for _, r in summary[summary["method"] == "B5"].iterrows():
         row: dict[str, Any] = {"regime": r["regime"]}
         for k in keys:
             hi = r.get(f"{k}_hi", np.nan)
             row[k.replace("fp_change@", "B5 FP @")] = (f"{100 * r[k]:+.1f}% "
                                                      f"({'reached' if hi <= target else 'not reached'})")
+        # At the bands the methods escalate different numbers of claims: show what each catches and escalates.
+        b0 = summary[(summary["regime"] == r["regime"]) & (summary["method"] == "B0")].iloc[0]
+        row["caught @policy B5 / B0"] = f"{r['caught@policy']:.1%} / {b0['caught@policy']:.1%}"
+        row["escalated @policy B5 / B0"] = f"{r['escalated@policy']:.1%} / {b0['escalated@policy']:.1%}"
         out.append(row)
     return pd.DataFrame(out)
 
