@@ -15,20 +15,27 @@ from typing import Any
 
 import pandas as pd
 
-from models.fusion_study import (PRIMARY, StudyConfig, headline, markdown, quick_config, result_json, run_study,
-                                 seed_claim_check, study_inputs)
+from models.fusion_study import (PRIMARY, StudyConfig, headline, markdown, network_vs_others, quick_config,
+                                 result_json, run_study, seed_claim_check, study_inputs)
 
 OUT = Path(__file__).resolve().parent
 
 
-def report(summary: pd.DataFrame, budgets: tuple[float, ...], seeds: int, bands: dict) -> str:
-    """The study's tables as markdown: the headline per regime and the check of the seed's claim."""
+def report(summary: pd.DataFrame, budgets: tuple[float, ...], seeds: int, bands: dict,
+           rows: pd.DataFrame | None = None) -> str:
+    """The study's tables as markdown: the headline per regime, the check of the seed's claim and, given the
+    per-seed rows, the network against each other method (paired per seed)."""
     md = [f"# Fusion study ({seeds} seeds; primary metric {PRIMARY})", "", f"Bands in force: {bands}", ""]
     head = headline(summary)
     for regime in head["regime"].unique():
         md += [f"## {regime}", "", markdown(head[head["regime"] == regime].drop(columns=["regime"])), ""]
     md += ["## The seed's claim (-18% false positives) for the network", "",
            markdown(seed_claim_check(summary, budgets)), ""]
+    if rows is not None:
+        md += ["## The network against the others: false positives at 5%, paired per seed", "",
+               markdown(network_vs_others(rows)), "",
+               "## ... and at the policy's bands (different escalation volumes: read with fraud caught)", "",
+               markdown(network_vs_others(rows, "fp@policy")), ""]
     return "\n".join(md)
 
 
@@ -40,7 +47,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     seconds = time.perf_counter() - t0
     suffix = "_quick" if quick else ""
     (OUT / f"fusion_study{suffix}.json").write_text(json.dumps(result_json(result), indent=1, default=float) + "\n")
-    (OUT / f"fusion_study{suffix}.md").write_text(report(result.summary, cfg.budgets, len(cfg.seeds), result.bands))
+    (OUT / f"fusion_study{suffix}.md").write_text(report(result.summary, cfg.budgets, len(cfg.seeds), result.bands,
+                                                                 result.rows))
     entries = []
     s = result.summary
     for _, r in s.iterrows():
@@ -62,5 +70,6 @@ if __name__ == "__main__":  # re-render bench/fusion_study.md from bench/fusion_
     raw = json.loads((OUT / "fusion_study.json").read_text())
     frame = pd.DataFrame(raw["summary"]).astype({"regime": str, "method": str})
     frame = frame.apply(lambda c: pd.to_numeric(c) if c.name not in ("regime", "method") else c)
+    per_seed = pd.DataFrame(raw["rows"])
     (OUT / "fusion_study.md").write_text(report(frame, tuple(raw["config"]["budgets"]), len(raw["config"]["seeds"]),
-                                                raw["bands"]))
+                                                raw["bands"], per_seed))

@@ -488,6 +488,22 @@ def seed_claim_check(summary: pd.DataFrame, budgets: tuple[float, ...], target: 
     return pd.DataFrame(out)
 
 
+def network_vs_others(rows: pd.DataFrame, metric: str = "fp@5%", others: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5b"),
+                      n_boot: int = 2000) -> pd.DataFrame:
+    """Per regime, the network's (B5) `metric` relative to each other method, paired per seed:
+    mean of B5/other - 1 with a 95% bootstrap interval over seeds (negative: B5 has fewer)."""
+    out = []
+    for regime in dict.fromkeys(rows["regime"]):
+        g = rows[rows["regime"] == regime].pivot(index="seed", columns="method", values=metric)
+        row: dict[str, Any] = {"regime": regime}
+        for o in others:
+            d = (g["B5"] / g[o] - 1).to_numpy(dtype=float)
+            lo, hi = _boot(d, n_boot)
+            row[f"B5 vs {o}"] = f"{100 * np.nanmean(d):+.1f}% [{100 * lo:+.1f}%, {100 * hi:+.1f}%]"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """A frame as a GitHub markdown table (for Dagster metadata and reports)."""
     cols = [str(c) for c in frame.columns]
