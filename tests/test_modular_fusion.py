@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from models.compiled_network import CompiledNetwork
-from models.fusion_study import (METHODS, Regime, StudyConfig, headline, oracle_violations, run_study,
-                                 seed_claim_check, study_inputs)
+from models.fusion_study import (METHODS, Regime, StudyConfig, headline, network_vs_others, oracle_violations,
+                                 run_study, seed_claim_check, study_inputs)
 from models.modular_generator import generate, make_world, true_posterior
 from models.modules.contract import (NOT_APPLICABLE, UNAVAILABLE, ModuleContractError, ModuleSpec, load_modules,
                                      run_module)
@@ -205,6 +205,8 @@ def test_a_bounded_study_is_complete_and_the_oracle_bounds_every_method(bounded_
     table = headline(s)
     assert len(table) == len(s) and "FP vs B0 @5%" in table.columns
     assert len(seed_claim_check(s, cfg.budgets)) == len(cfg.regimes)
+    paired = network_vs_others(result.rows)
+    assert len(paired) == len(cfg.regimes) and not paired.isna().any().any()
 
 
 @pytest.mark.slow
