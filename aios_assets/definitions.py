@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from aios_assets import backtest, claims, review, training
+from aios_assets import backtest, claims, fusion_study, review, training
 from aios_assets.backtest import backtest_job, backtest_summary_job, slo_job
 from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
 from aios_assets.review import review_payouts_job
@@ -13,7 +13,7 @@ from sensors.inbox import inbox_sensor
 from sensors.review import review_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([claims, training, review, backtest]),
+    assets=dg.load_assets_from_modules([claims, training, review, backtest, fusion_study]),
     jobs=[claims_job, training_job, review_payouts_job, backtest_job, backtest_summary_job, slo_job],
     schedules=[daily_scoring_schedule],
     sensors=[inbox_sensor, *bus_sensors(), review_sensor, alarm_sensor],

@@ -20,6 +20,7 @@ from aios.cli.replay import replay
 from aios.cli.users import users_app
 from aios.cli.payouts import payouts_app
 from aios.cli.audit import audit_app
+from aios.cli.evaluate import evaluate_app
 from aios.cli.policy import policy_app
 
 app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs everything end to end.",
@@ -28,6 +29,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
 app.add_typer(payouts_app, name="payouts")
+app.add_typer(evaluate_app, name="evaluate")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)

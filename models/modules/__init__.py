@@ -1,0 +1,1 @@
+"""Decision modules: independently released signal sources with declared contracts (see contract.py)."""
