@@ -170,8 +170,7 @@ def ingest(ctx: typer.Context = None) -> None:  # type: ignore[assignment]
     results = _launch("ingesting the inbox and running the claims job", "ingest", launch.ingest)
     if not results:
         console.print("inbox empty: nothing to run")
-    for r in results:
-        _print_run(r)
+    _exit_for([_print_run(r) for r in results])
 
 
 @ingest_app.command("replay")
@@ -187,8 +186,7 @@ def ingest_replay(batch: str = typer.Option(..., "--batch", help="Landing batch 
         raise typer.Exit(1)
     days = sorted(set(claims["partition"]))
     console.print(f"batch {batch}: {len(claims)} claims in {', '.join(days)}")
-    for day in days:
-        _run_partition(day)
+    _exit_for([_run_partition(day) for day in days])
 
 
 @app.command()
@@ -219,25 +217,42 @@ def publish(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="
 
 @app.command("run-partition")
 def run_partition(day: str = typer.Argument(..., help="Partition (YYYY-MM-DD).")) -> None:
-    """Materialize the claims job for one day (what the daily schedule does)."""
-    _run_partition(day)
+    """Materialize the claims job for one day (what the daily schedule does); exit 1 when the run failed,
+    3 when a blocking check stopped the payouts."""
+    _exit_for([_run_partition(day)])
 
 
-def _run_partition(day: str) -> None:
+def _run_partition(day: str) -> int:
     from aios_assets import launch
 
-    _print_run(_launch(f"running claims_job for {day}", "partition", lambda: launch.run_partition(day)))
+    return _print_run(_launch(f"running claims_job for {day}", "partition", lambda: launch.run_partition(day)))
 
 
-def _print_run(r) -> None:  # r: aios_assets.launch.RunOutcome
+# Exit statuses of commands that launch runs: a script (or CI) can tell a broken run from a gate at work.
+EXIT_RUN_FAILED = 1
+EXIT_CHECK_BLOCKED = 3
+
+
+def _print_run(r) -> int:  # r: aios_assets.launch.RunOutcome
+    """Print what a run did, naming the failed step and why, or the check that blocked; its exit status."""
     checks = ", ".join(f"{k}: {'passed' if v['passed'] else 'FAILED'}" for k, v in r.checks.items())
-    colour = "green" if r.success else "yellow"
-    console.print(f"[{colour}]claims_job {r.partition}[/] run {r.run_id} — checks: {checks or 'none'}")
-    if r.error and not r.success:
-        console.print(f"  [yellow]{r.error}[/]")
-    for k, v in r.checks.items():
-        if not v["passed"]:
-            console.print(f"  [yellow]{k}[/]: {v['description']}")
+    blocked = {k: v for k, v in r.checks.items() if not v["passed"]}
+    colour = "green" if r.success and not blocked else ("yellow" if blocked else "red")
+    console.print(f"[{colour}]{r.job} {r.partition or ''}[/] run {r.run_id} — checks: {checks or 'none'}")
+    for k, v in blocked.items():
+        console.print(f"  [yellow]check {k} blocked what follows it[/]: {v['description']}")
+    if not r.success and r.error:
+        console.print(f"  [red]failed step[/] {r.error}")
+    if blocked:
+        return EXIT_CHECK_BLOCKED
+    return 0 if r.success else EXIT_RUN_FAILED
+
+
+def _exit_for(statuses: list[int]) -> None:
+    """Exit with the worst status of the runs a command launched (a failed run outranks a blocked check)."""
+    worst = EXIT_RUN_FAILED if EXIT_RUN_FAILED in statuses else max(statuses, default=0)
+    if worst:
+        raise typer.Exit(worst)
 
 
 @app.command()
@@ -270,8 +285,10 @@ def demo(fresh: bool = typer.Option(False, help="Regenerate history and retrain 
     if fresh or not s.network_path().exists():
         train()
     drop(day=None, malformed=7, fmt="csv", drift=False, per_day=None)
-    ingest()
-    summary(day=None)
+    try:
+        ingest()
+    finally:
+        summary(day=None)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
 
 
