@@ -149,3 +149,13 @@ def status_counts(engine: sa.Engine, partition: str | None = None) -> dict[str, 
         for rail, status, n in conn.execute(q):
             out.setdefault(rail, {s: 0 for s in STATUSES})[status] = int(n)
     return out
+
+
+def unsettled(engine: sa.Engine) -> dict[str, int]:
+    """How many intents still wait for the rail, per status (intent, sending, sent): what a dispatch run is for."""
+    ensure_outbox(engine)
+    q = (sa.select(payout_intents.c.status, sa.func.count()).where(
+        payout_intents.c.status.in_((INTENT, SENDING, SENT))).group_by(payout_intents.c.status))
+    with engine.connect() as conn:
+        counts = {status: int(n) for status, n in conn.execute(q)}
+    return {s: counts.get(s, 0) for s in (INTENT, SENDING, SENT)}

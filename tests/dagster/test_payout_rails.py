@@ -202,3 +202,29 @@ def test_four_concurrent_dispatchers_on_postgresql_pay_each_intent_once(postgres
                 if p["status"] == "accepted"]
     assert len(accepted) == len(set(accepted)) == 60
     assert {r["status"] for r in _intents(engine).values()} == {"acknowledged"}
+
+
+def test_an_intent_left_behind_is_delivered_by_the_dispatch_sensors_run(settings, defs, instance):
+    """An intent written but never dispatched (its run crashed): the sensor sees it in the outbox, its run pays
+    it once through the rail, and the next tick has nothing to do."""
+    import dagster as dg
+
+    from aios.kernel.db import get_engine
+    from connectors.rails.outbox import ACKNOWLEDGED
+    from sensors.payouts import payout_dispatch_sensor
+
+    day = "2026-10-20"  # used by no other test module
+    engine = get_engine(settings.db_url)
+    for gate in ("data_quality", "drift"):
+        record_gate(engine, day, gate, True, "test")
+    PayoutConnector(engine, rail=None).enqueue([PayoutInstruction("CLM-LEFT-BEHIND", day, 321.0, "EUR")])
+
+    ctx = dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
+    requests = payout_dispatch_sensor(ctx).run_requests
+    assert len(requests) == 1
+    result = defs.resolve_job_def("payout_dispatch_job").execute_in_process(instance=instance)
+    assert result.success
+    assert _intents(engine)["payout:CLM-LEFT-BEHIND"]["status"] == ACKNOWLEDGED
+    again = payout_dispatch_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources,
+                                                           definitions=defs))
+    assert not again.run_requests
