@@ -128,17 +128,27 @@ class ElimProgram:
             slots[slot] = lam.astype(np.float64)  # (states, rows): the batch axis is last
         for st in self.steps:
             acc = None
+            owned = False
             for slot, perm, shape in st.batched:
                 a = slots.pop(slot)
                 if perm is not None:
                     a = a.transpose(perm)
                 a = a.reshape(shape[:-1] + (n,))
-                acc = a if acc is None else acc * a
+                if acc is None:
+                    acc = a
+                elif owned and acc.shape == np.broadcast_shapes(acc.shape, a.shape):
+                    acc *= a
+                else:
+                    acc = acc * a
+                    owned = True
             acc = acc.reshape(st.f_shape + (n,))
             if st.static is None:
                 acc = acc.sum(axis=1)
             elif st.static.shape[1] == 1:  # one output column per S: a weighted sum, not a matrix product
-                acc = acc * st.static[:, 0, :, None]
+                if owned:
+                    acc *= st.static[:, 0, :, None]
+                else:
+                    acc = acc * st.static[:, 0, :, None]
                 acc = acc.sum(axis=1) if acc.shape[1] > 1 else acc[:, 0]
             else:
                 acc = np.matmul(st.static, acc)
@@ -201,9 +211,13 @@ def compile_program(
         if not bat:  # no evidence involved: evaluate once now
             return (kept, False, einsum_static(stat, kept))
         u_vars = {v for labels, _, _ in bat for v in labels}
-        s_vars = tuple(v for v in kept if v in u_vars)
+        # axis order follows the largest batched input so that it is read contiguously
+        first = max(bat, key=lambda fa: _size(fa[0], card))[0]
+        rank = {v: i for i, v in enumerate(first)}
+        by_rank = sorted(u_vars, key=lambda v: (rank.get(v, len(rank)), v))
+        s_vars = tuple(v for v in by_rank if v in kept)
         o_vars = tuple(v for v in kept if v not in u_vars)
-        x_vars = tuple(sorted(u_vars - set(kept)))
+        x_vars = tuple(v for v in by_rank if v not in kept)
         f_labels = s_vars + x_vars
         if o_vars and not stat:
             raise AssertionError("a kept variable held by no input")  # cannot happen: kept comes from ins

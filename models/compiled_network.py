@@ -914,6 +914,7 @@ class CompiledNetwork:
                 with np.errstate(divide="ignore"):
                     lp = np.log(vals) + ls
             logp[:, rows] = lp
+        logp[:, ~mask.any(axis=1)] = 0.0  # P(nothing observed) is exactly one, not one up to rounding
         if target is not None and (t_obs >= 0).any():
             rows = np.flatnonzero(t_obs >= 0)
             st = t_obs[rows]
