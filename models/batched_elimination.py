@@ -97,6 +97,7 @@ class _Step:
     f_shape: tuple  # (|S|, |X|)
     out_shape: tuple  # message shape without the rows axis
     output: int  # slot of the message
+    out_perm: tuple | None = None  # axis order the consumer reads, applied while rescaling
 
 @dataclass
 class ElimProgram:
@@ -144,12 +145,6 @@ class ElimProgram:
             acc = acc.reshape(st.f_shape + (n,))
             if st.static is None:
                 acc = acc.sum(axis=1)
-            elif st.static.shape[1] == 1:  # one output column per S: a weighted sum, not a matrix product
-                if owned:
-                    acc *= st.static[:, 0, :, None]
-                else:
-                    acc = acc * st.static[:, 0, :, None]
-                acc = acc.sum(axis=1) if acc.shape[1] > 1 else acc[:, 0]
             else:
                 acc = np.matmul(st.static, acc)
             m = acc.reshape(-1, n).max(axis=0)
@@ -157,9 +152,14 @@ class ElimProgram:
             if bad.any():
                 suspect |= bad
                 m = np.where(bad, 1.0, m)
-            acc /= m
             logscale += np.log(m)
-            slots[st.output] = acc.reshape(st.out_shape + (n,))
+            acc = acc.reshape(st.out_shape + (n,))
+            if st.out_perm is None:
+                acc /= m
+            else:  # write the message in its consumer's axis order while dividing (one pass)
+                view = acc.transpose(st.out_perm)
+                acc = np.divide(view, m, out=np.empty(view.shape))
+            slots[st.output] = acc
         if self.final is None:
             vals = self.final_static
             vals = np.ones(n) if vals is None else np.broadcast_to(vals, (n,) + vals.shape)
@@ -272,6 +272,16 @@ def compile_program(
             final = payload
         else:
             final_static = payload
+    # a message is read by exactly one later step: lay it out in that step's order when it is written
+    producer = {st.output: st for st in steps}
+    for st in steps:
+        fixed = []
+        for sl, perm, shape in st.batched:
+            if perm is not None and sl in producer:
+                producer[sl].out_perm = perm
+                perm = None
+            fixed.append((sl, perm, shape))
+        st.batched = tuple(fixed)
     return ElimProgram(
         target=target,
         used=used,
