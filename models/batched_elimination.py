@@ -25,11 +25,17 @@ import numpy as np
 __all__ = ["ElimProgram", "best_order", "compile_program"]
 
 TINY = 1e-200  # a message maximum below this may hide underflow inside a step: recompute the row
+SEARCH_CELLS = 50_000  # programs costlier than this per row try randomised elimination orders too
+SEARCH_TRIES = 24
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"  # "Z" is the batch axis
 
 
-def _greedy(adj: dict[int, set], elim: Sequence[int], card: Sequence[int], fill: bool) -> tuple[list, int]:
-    """Greedy elimination order on a copy of ``adj``; cost = sum of clique sizes (cells)."""
+def _greedy(adj: dict[int, set], elim: Sequence[int], card: Sequence[int], fill: bool,
+            rng: np.random.Generator | None = None) -> tuple[list, int]:
+    """Greedy elimination order on a copy of ``adj``; cost = sum of clique sizes (cells).
+
+    With ``rng`` the choice is randomised: weight x (1 + fill-in) x a factor in [0.5, 1.5).
+    """
     adj = {v: set(n) for v, n in adj.items()}
     remaining = set(elim)
     order: list = []
@@ -52,7 +58,9 @@ def _greedy(adj: dict[int, set], elim: Sequence[int], card: Sequence[int], fill:
         return missing
 
     while remaining:
-        if fill:
+        if rng is not None:
+            v = min(sorted(remaining), key=lambda x: weight(x) * (1 + fill_in(x)) * rng.uniform(0.5, 1.5))
+        elif fill:
             v = min(remaining, key=lambda x: (fill_in(x), weight(x), x))
         else:
             v = min(remaining, key=lambda x: (weight(x), x))
@@ -66,8 +74,13 @@ def _greedy(adj: dict[int, set], elim: Sequence[int], card: Sequence[int], fill:
     return order, cost
 
 
-def best_order(scopes: Sequence[Sequence[int]], elim: Sequence[int], card: Sequence[int]) -> tuple[list, int]:
-    """The cheaper (total clique cells) of greedy min-fill and greedy min-weight orders for ``elim``."""
+def best_order(scopes: Sequence[Sequence[int]], elim: Sequence[int], card: Sequence[int],
+               cost=None, tries: int = 0) -> tuple[list, int]:
+    """The cheapest of greedy min-fill, greedy min-weight and ``tries`` randomised greedy orders.
+
+    ``cost(order)`` scores an order (default: total clique cells); randomised tries use a fixed seed,
+    so the order is deterministic.
+    """
     adj: dict[int, set] = {}
     for sc in scopes:
         for v in sc:
@@ -76,11 +89,28 @@ def best_order(scopes: Sequence[Sequence[int]], elim: Sequence[int], card: Seque
         s.discard(v)
     elim = [v for v in elim if v in adj]
     best = None
-    for fill in (True, False):
-        order, cost = _greedy(adj, elim, card, fill)
-        if best is None or cost < best[1]:
-            best = (order, cost)
+    rng = np.random.default_rng(0)
+    for i in range(2 + tries):
+        order, cells = _greedy(adj, elim, card, fill=i == 0, rng=rng if i >= 2 else None)
+        score = cells if cost is None else cost(order)
+        if best is None or score < best[1]:
+            best = (order, score)
     return best  # type: ignore[return-value]
+
+
+def _batched_cells(order: Sequence[int], factors: Sequence[tuple], card: Sequence[int]) -> int:
+    """Cells per row the program touches for ``order`` (cost model of :func:`compile_program`)."""
+    facs = [(tuple(labels), batched) for labels, batched, _ in factors]
+    total = 0
+    for x in order:
+        take = [fa for fa in facs if x in fa[0]]
+        facs = [fa for fa in facs if x not in fa[0]]
+        scope = {v for labels, _ in take for v in labels}
+        if any(b for _, b in take):
+            u = {v for labels, b in take if b for v in labels}
+            total += _size(tuple(scope), card) + _size(tuple(u), card) * sum(1 for _, b in take if b)
+        facs.append((tuple(scope - {x}), any(b for _, b in take)))
+    return total
 
 
 @dataclass
@@ -190,7 +220,11 @@ def compile_program(
         factors.append(((v,), True, slot))
         slot += 1
     elim = [v for v in nodes if v != target]
-    order, _ = best_order([scopes[f] for f in nodes], elim, card)
+    node_scopes = [scopes[f] for f in nodes]
+    order, _ = best_order(node_scopes, elim, card)
+    if _batched_cells(order, factors, card) > SEARCH_CELLS:  # worth a few ms of search per compiled plan
+        order, _ = best_order(node_scopes, elim, card, cost=lambda o: _batched_cells(o, factors, card),
+                              tries=SEARCH_TRIES)
     steps: list = []
     cells = 0
     biggest = 1

@@ -67,7 +67,7 @@ __all__ = ["CompiledNetwork"]
 
 _SAMPLE = -1  # label of the Dirichlet-sample axis in factors
 _ROW = -2  # label of the evidence-row axis in factors
-_PROGRAM_CHUNK_CELLS = 1 << 20  # rows per program chunk = this / largest intermediate per row
+_PROGRAM_CHUNK_CELLS = 1 << 22  # rows per program chunk = this / largest intermediate per row
 
 
 # --------------------------------------------------------------------------
@@ -806,8 +806,6 @@ class CompiledNetwork:
         """
         n = codes.shape[0]
         prog = self._program(target, used)
-        # the program streams every intermediate through memory once per step: chunks that keep them
-        # near the cache (~1M cells) beat larger ones
         chunk = max(1, int(min(self.max_chunk_cells, _PROGRAM_CHUNK_CELLS) // prog.biggest))
         k = self._card[target] if target is not None else None
         vals = np.empty((n, k) if k is not None else (n,))

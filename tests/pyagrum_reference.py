@@ -48,6 +48,7 @@ class LazyReference:
         self.bn = bn
         self.target = str(target)
         self.engine = gum.LazyPropagation(bn)
+        self.engine.setNumberOfThreads(1)  # one core, like the engines it is compared with
         self.engine.addTarget(self.target)
         self.states = list(bn.variable(self.target).labels())
 
