@@ -36,6 +36,16 @@ Design
   mode, so underflow there is also harmless.
 * Compiled patterns and groups (with their tables) are cached in bounded LRU
   caches (count and total table cells).
+* Rows whose pattern occurs once in the batch (with 80% of variables
+  unobserved, nearly every row) skip per-pattern compilation: they all go
+  through one compiled *program* (``models/batched_elimination.py``), the
+  collect pass of a junction tree towards the target with evidence as
+  likelihood vectors on a batch axis, compiled once per (target, variables
+  observed in the batch) and cached like a pattern.  Its per-row cost depends
+  on clique sizes, not on patterns.  Rows it flags (a message below 1e-200:
+  impossible evidence or possible underflow) are recomputed in
+  evidence-indicator mode with pairwise rescaling.  Dirichlet draws
+  (``posterior_interval``) keep the per-pattern / indicator paths.
 
 Behaviour
 ---------
@@ -283,9 +293,10 @@ class CompiledNetwork:
         rows in chunks of at most ``max_chunk_cells`` intermediate cells.
         ``max_cached_patterns`` / ``max_cached_cells`` bound the LRU caches.
         ``mode`` is "auto" (cost model), "table" (table whenever it fits
-        ``max_table_cells``), "rows" (always row mode) or "global" (always
-        evidence-indicator mode); all give the same numbers, the last three
-        exist for testing and tuning.
+        ``max_table_cells``), "rows" (always row mode), "global" (always
+        evidence-indicator mode) or "program" (every row through the compiled
+        batched program; Dirichlet draws use the per-pattern paths); all give
+        the same numbers, the last four exist for testing and tuning.
         """
         if mode not in ("auto", "table", "rows", "global", "program"):
             raise ValueError(f"mode must be 'auto', 'table', 'rows', 'global' or 'program', got {mode!r}")
