@@ -3,16 +3,18 @@
 Used by ``models/compiled_network.py`` for rows whose observation pattern is rare (every row its own
 pattern), where compiling one plan per pattern costs more than the inference itself.
 
-The program is the collect pass of a junction tree towards the target: a good elimination order
-(the cheaper of greedy min-fill and greedy min-weight) fixes the cliques; each step multiplies the
-factors holding one variable and sums it out, producing the message to the next clique. Evidence
-enters as likelihood vectors with a leading batch axis (one-hot where observed, ones where not), so
-the plan does not depend on which variables a row observes -- only on which variables *some* row
-observes (barren nodes outside the ancestral set of those and the target are dropped). Steps that
-touch no evidence are evaluated once at compile time. Every message is divided by its per-row
-maximum and the logarithm of that scale accumulated, so long products do not underflow; a row
-whose scale falls below ``TINY`` at some step (possible only with extreme probabilities, or when
-the evidence is impossible) is flagged for the caller to recompute with pairwise rescaling.
+The program is the collect pass of a junction tree towards the target: an elimination order (the
+cheaper of greedy min-fill and greedy min-weight; for costly networks also the best of a few seeded
+randomised greedy orders, scored by the batched cost) fixes the cliques; each step multiplies the
+batched factors holding one variable and contracts them with the step's static clique table (the
+product of its CPDs) by a batched matrix product, producing the message to the next clique.
+Evidence enters as likelihood vectors on a trailing batch axis (one-hot where observed, ones where
+not), so the plan does not depend on which variables a row observes -- only on which variables
+*some* row observes (barren nodes outside the ancestral set of those and the target are dropped).
+Steps that touch no evidence are evaluated once at compile time. Every message is divided by its
+per-row maximum and the logarithm of that scale accumulated, so long products do not underflow; a
+row whose scale falls below ``TINY`` at some step (possible only with extreme probabilities, or
+when the evidence is impossible) is flagged for the caller to recompute with pairwise rescaling.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["ElimProgram", "best_order", "compile_program"]
 TINY = 1e-200  # a message maximum below this may hide underflow inside a step: recompute the row
 SEARCH_CELLS = 50_000  # programs costlier than this per row try randomised elimination orders too
 SEARCH_TRIES = 24
-_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"  # "Z" is the batch axis
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # einsum labels of static tables
 
 
 def _greedy(adj: dict[int, set], elim: Sequence[int], card: Sequence[int], fill: bool,
@@ -253,8 +255,6 @@ def compile_program(
         o_vars = tuple(v for v in kept if v not in u_vars)
         x_vars = tuple(v for v in by_rank if v not in kept)
         f_labels = s_vars + x_vars
-        if o_vars and not stat:
-            raise AssertionError("a kept variable held by no input")  # cannot happen: kept comes from ins
         clique = set(u_vars) | {v for labels, _, _ in stat for v in labels}
         size = _size(tuple(clique), card)
         cells += size + _size(f_labels, card) * len(bat)

@@ -561,3 +561,15 @@ def test_program_recomputes_rows_whose_messages_fall_below_the_floor():
     np.testing.assert_allclose(logp[0], np.logaddexp(l0, l1) + np.log(0.5), rtol=1e-12)
     np.testing.assert_allclose(net.posterior("T", ev)[0], [0.25, 0.75], rtol=1e-12)
     np.testing.assert_allclose(net.posterior("T", ev)[1], [0.5, 0.5], rtol=1e-12)
+
+
+def test_distinct_patterns_share_one_compiled_program():
+    """Rows that are each their own pattern compile one program, not one plan per row (speed: bench)."""
+    model = load("alarm")
+    net = CompiledNetwork.from_pgmpy(model)
+    ev = sparse_distinct_evidence(model, "HYPOVOLEMIA", 50, seed=4)
+    assert ev.notna().drop_duplicates().shape[0] == 50
+    first = net.posterior("HYPOVOLEMIA", ev)
+    assert [k[0] for k in net._patterns] == ["program"]
+    np.testing.assert_allclose(CompiledNetwork.from_pgmpy(model, mode="rows").posterior("HYPOVOLEMIA", ev), first,
+                               rtol=0, atol=1e-12)
