@@ -27,7 +27,8 @@ import numpy as np
 __all__ = ["ElimProgram", "best_order", "compile_program"]
 
 TINY = 1e-200  # a message maximum below this may hide underflow inside a step: recompute the row
-SEARCH_CELLS = 50_000  # programs costlier than this per row try randomised elimination orders too
+SEARCH_CELLS = 50_000  # programs costlier than this per row try randomised elimination orders too,
+SEARCH_WORK = 100_000_000  # when the batch makes it worth it (cells per row x rows above this)
 SEARCH_TRIES = 24
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # einsum labels of static tables
 
@@ -144,6 +145,7 @@ class ElimProgram:
     lam_slot: dict  # variable -> slot of its likelihood vector
     cells: int  # cells per row of the batched steps (cost model)
     biggest: int  # largest batched intermediate per row
+    searched: bool = False  # whether a costly plan already had its randomised order search
 
     def run(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(values (n, [k]), log scale (n,), suspect rows (n,) bool) for ``codes`` (rows x variables, -1 = unobserved).
@@ -207,10 +209,12 @@ def compile_program(
     scopes: Sequence[tuple],
     values: Sequence[np.ndarray],
     card: Sequence[int],
+    rows: int = 1,
 ) -> ElimProgram:
     """Compile the plan for P(target, e) over the CPDs of ``nodes`` with likelihoods on ``used``.
 
-    ``scopes[f]``/``values[f]`` are the CPD of variable ``f`` (child first).
+    ``scopes[f]``/``values[f]`` are the CPD of variable ``f`` (child first). ``rows`` is the size of
+    the batch at hand: a costly plan searches for a better order only when the batch repays it.
     """
     used = tuple(sorted(used))
     # a factor is (labels, batched, payload): payload is the array if static, else the slot id
@@ -224,7 +228,9 @@ def compile_program(
     elim = [v for v in nodes if v != target]
     node_scopes = [scopes[f] for f in nodes]
     order, _ = best_order(node_scopes, elim, card)
-    if _batched_cells(order, factors, card) > SEARCH_CELLS:  # worth a few ms of search per compiled plan
+    base = _batched_cells(order, factors, card)
+    searched = base > SEARCH_CELLS and base * rows > SEARCH_WORK  # the search costs ~0.1 s
+    if searched:
         order, _ = best_order(node_scopes, elim, card, cost=lambda o: _batched_cells(o, factors, card),
                               tries=SEARCH_TRIES)
     steps: list = []
@@ -326,6 +332,7 @@ def compile_program(
         lam_slot=lam_slot,
         cells=max(1, cells),
         biggest=biggest,
+        searched=searched or base <= SEARCH_CELLS,
     )
 
 

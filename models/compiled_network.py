@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.batched_elimination import ElimProgram, compile_program
+from models.batched_elimination import SEARCH_WORK, ElimProgram, compile_program
 
 __all__ = ["CompiledNetwork"]
 
@@ -791,11 +791,15 @@ class CompiledNetwork:
             logs_out.append(np.broadcast_to(logscale, acc.shape[:2]))
         return np.concatenate(vals_out, axis=1), np.concatenate(logs_out, axis=1)
 
-    def _program(self, target: int | None, used: tuple) -> ElimProgram:
-        """The compiled batched program for ``target`` with likelihoods on ``used`` (LRU-cached)."""
+    def _program(self, target: int | None, used: tuple, rows: int) -> ElimProgram:
+        """The compiled batched program for ``target`` with likelihoods on ``used`` (LRU-cached).
+
+        A cached program compiled for a small batch is recompiled once with the order search when a
+        batch of ``rows`` large enough to repay it arrives.
+        """
         key = ("program", target, used)
         prog = self._cache_get(self._patterns, key)
-        if prog is not None:
+        if prog is not None and (prog.searched or prog.cells * rows <= SEARCH_WORK):
             return prog
         keep = 0
         for v in used:
@@ -803,7 +807,7 @@ class CompiledNetwork:
         if target is not None:
             keep |= self._anc[target]
         nodes = [i for i in range(len(self.variables)) if (keep >> i) & 1]
-        prog = compile_program(target, nodes, used, self._scope, self._values, self._card)
+        prog = compile_program(target, nodes, used, self._scope, self._values, self._card, rows=rows)
         self._patterns[key] = prog
         while len(self._patterns) > self.max_cached_patterns:
             self._patterns.popitem(last=False)
@@ -816,7 +820,7 @@ class CompiledNetwork:
         evidence-indicator mode with pairwise rescaling. Returns like :meth:`_eval_global`.
         """
         n = codes.shape[0]
-        prog = self._program(target, used)
+        prog = self._program(target, used, n)
         chunk = max(1, int(min(self.max_chunk_cells, _PROGRAM_CHUNK_CELLS) // prog.biggest))
         k = self._card[target] if target is not None else None
         vals = np.empty((n, k) if k is not None else (n,))
@@ -878,7 +882,7 @@ class CompiledNetwork:
         used_all = tuple(np.flatnonzero(mask.any(axis=0)).tolist())
         g_plan = None
         if self.mode == "auto" and pattern_rows:
-            g_plan = self._program(target, used_all) if fast else self._global_plan(target, used_all)
+            g_plan = self._program(target, used_all, n) if fast else self._global_plan(target, used_all)
         global_rows = []
         for rows in pattern_rows:
             obs = tuple(int(v) for v in np.flatnonzero(mask[rows[0]]))
