@@ -104,6 +104,10 @@ def table(entries: list[dict[str, Any]]) -> str:
             notes.append(f"ERROR {e['error']}")
         if e.get("baseline_name"):
             notes.append(f"vs {e['baseline_name']}")
+        if "pyagrum_us" in e:
+            notes.append(f"pyAgrum {_fmt(e['pyagrum_us'])} {e.get('unit')} ({e['ratio_pyagrum']:.3g}x)")
+        if "min_ratio_pyagrum" in e:
+            notes.append(f"min {e['min_ratio']:.3g}x vs pgmpy, min {e['min_ratio_pyagrum']:.3g}x vs pyAgrum")
         if "max_abs_diff" in e:
             notes.append(f"max|diff| {e['max_abs_diff']:.1e}")
         if "goal_met" in e:

@@ -24,7 +24,8 @@ Measurements, same process, same rows, per query (microseconds):
 Times are CPU time of this process (``time.process_time``), every engine single-threaded
 (``OMP_NUM_THREADS=1``, pyAgrum's engine set to one thread): the machine is shared, and wall time
 there mostly measures the other tenants. ``ratio`` = pgmpy us / compiled us; ``ratio_pyagrum`` = pyAgrum us / compiled us; ``max_abs_diff``
-is the largest |difference| of posteriors against pyAgrum over the rows both computed
+is the largest |difference| of posteriors against pyAgrum over the rows both computed (shown as
+``max|diff|`` in the common table)
 (``max_abs_diff_pgmpy`` the same against pgmpy). The machine's load changes every figure: compare
 ratios, which are measured in the same run.
 """
