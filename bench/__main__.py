@@ -1,8 +1,8 @@
 """`make bench` (`python -m bench`): run every benchmark module, print one table, write bench/results.json.
 
 Every `bench/bench_*.py` module is run in turn, in one process (they share one trained home, see
-bench/_home.py). A module exposing `run(quick: bool) -> list[dict]` is called as is; the two that
-predate this runner are called through their own functions (`ADAPTERS`). Each entry is
+bench/_home.py). A module exposing `run(quick: bool) -> list[dict]` is called as is; the one that
+predates this runner is called through its own function (`ADAPTERS`). Each entry is
 `{name, value, unit, baseline, ratio}` plus what the module adds (the baseline's name, differences,
 goals); a module that fails gives one entry with `value: null` and its error, and the others still run.
 `ratio` is always "how many times better than the baseline" (a speed-up; for latencies baseline/value).
@@ -17,7 +17,6 @@ import importlib
 import json
 import os
 import pkgutil
-import statistics
 import sys
 import time
 import traceback
@@ -35,22 +34,6 @@ ORDER = ["bench_inference", "bench_batch", "bench_api", "bench_ingest", "bench_f
 KEYS = ("name", "value", "unit", "baseline", "ratio")
 
 
-def _inference(quick: bool) -> list[dict[str, Any]]:
-    from bench.bench_inference import measure_bundled
-
-    entries = measure_bundled(n_rows=2_000 if quick else 10_000, baseline_rows=30 if quick else 100,
-                              baseline_seconds=3.0 if quick else 15.0)
-    for e in entries:
-        e["baseline_name"] = "pgmpy VariableElimination, one query per row"
-    ratios = [e["ratio"] for e in entries]
-    entries.append({"name": "posterior_bundled_median", "value": round(statistics.median(ratios), 1),
-                    "unit": "x", "baseline": 1.0, "ratio": round(statistics.median(ratios), 1),
-                    "min_ratio": round(min(ratios), 1), "goal": "median >= 100x, none below 5x",
-                    "goal_met": statistics.median(ratios) >= 100 and min(ratios) >= 5,
-                    "max_abs_diff": max(e["max_abs_diff"] for e in entries)})
-    return entries
-
-
 def _ingest(quick: bool) -> list[dict[str, Any]]:
     from bench.bench_ingest import BASELINE_NAME, measure
 
@@ -61,7 +44,6 @@ def _ingest(quick: bool) -> list[dict[str, Any]]:
 
 
 ADAPTERS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
-    "bench_inference": _inference,
     "bench_ingest": _ingest,
 }
 
@@ -122,6 +104,10 @@ def table(entries: list[dict[str, Any]]) -> str:
             notes.append(f"ERROR {e['error']}")
         if e.get("baseline_name"):
             notes.append(f"vs {e['baseline_name']}")
+        if "pyagrum_us" in e:
+            notes.append(f"pyAgrum {_fmt(e['pyagrum_us'])} {e.get('unit')} ({e['ratio_pyagrum']:.3g}x)")
+        if "min_ratio_pyagrum" in e:
+            notes.append(f"min {e['min_ratio']:.3g}x vs pgmpy, min {e['min_ratio_pyagrum']:.3g}x vs pyAgrum")
         if "max_abs_diff" in e:
             notes.append(f"max|diff| {e['max_abs_diff']:.1e}")
         if "goal_met" in e:

@@ -36,6 +36,16 @@ Design
   mode, so underflow there is also harmless.
 * Compiled patterns and groups (with their tables) are cached in bounded LRU
   caches (count and total table cells).
+* Rows whose pattern occurs once in the batch (with 80% of variables
+  unobserved, nearly every row) skip per-pattern compilation: they all go
+  through one compiled *program* (``models/batched_elimination.py``), the
+  collect pass of a junction tree towards the target with evidence as
+  likelihood vectors on a batch axis, compiled once per (target, variables
+  observed in the batch) and cached like a pattern.  Its per-row cost depends
+  on clique sizes, not on patterns.  Rows it flags (a message below 1e-200:
+  impossible evidence or possible underflow) are recomputed in
+  evidence-indicator mode with pairwise rescaling.  Dirichlet draws
+  (``posterior_interval``) keep the per-pattern / indicator paths.
 
 Behaviour
 ---------
@@ -61,10 +71,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.batched_elimination import SEARCH_WORK, ElimProgram, compile_program
+
 __all__ = ["CompiledNetwork"]
 
 _SAMPLE = -1  # label of the Dirichlet-sample axis in factors
 _ROW = -2  # label of the evidence-row axis in factors
+_PROGRAM_CHUNK_CELLS = 1 << 22  # rows per program chunk = this / largest intermediate per row
 
 
 # --------------------------------------------------------------------------
@@ -280,12 +293,13 @@ class CompiledNetwork:
         rows in chunks of at most ``max_chunk_cells`` intermediate cells.
         ``max_cached_patterns`` / ``max_cached_cells`` bound the LRU caches.
         ``mode`` is "auto" (cost model), "table" (table whenever it fits
-        ``max_table_cells``), "rows" (always row mode) or "global" (always
-        evidence-indicator mode); all give the same numbers, the last three
-        exist for testing and tuning.
+        ``max_table_cells``), "rows" (always row mode), "global" (always
+        evidence-indicator mode) or "program" (every row through the compiled
+        batched program; Dirichlet draws use the per-pattern paths); all give
+        the same numbers, the last four exist for testing and tuning.
         """
-        if mode not in ("auto", "table", "rows", "global"):
-            raise ValueError(f"mode must be 'auto', 'table', 'rows' or 'global', got {mode!r}")
+        if mode not in ("auto", "table", "rows", "global", "program"):
+            raise ValueError(f"mode must be 'auto', 'table', 'rows', 'global' or 'program', got {mode!r}")
         self.mode = mode
         self.variables: list = list(variables)
         self.states: dict = {v: list(states[v]) for v in self.variables}
@@ -777,6 +791,55 @@ class CompiledNetwork:
             logs_out.append(np.broadcast_to(logscale, acc.shape[:2]))
         return np.concatenate(vals_out, axis=1), np.concatenate(logs_out, axis=1)
 
+    def _program(self, target: int | None, used: tuple, rows: int) -> ElimProgram:
+        """The compiled batched program for ``target`` with likelihoods on ``used`` (LRU-cached).
+
+        A cached program compiled for a small batch is recompiled once with the order search when a
+        batch of ``rows`` large enough to repay it arrives.
+        """
+        key = ("program", target, used)
+        prog = self._cache_get(self._patterns, key)
+        if prog is not None and (prog.searched or prog.cells * rows <= SEARCH_WORK):
+            return prog
+        keep = 0
+        for v in used:
+            keep |= self._anc[v]
+        if target is not None:
+            keep |= self._anc[target]
+        nodes = [i for i in range(len(self.variables)) if (keep >> i) & 1]
+        prog = compile_program(target, nodes, used, self._scope, self._values, self._card, rows=rows)
+        self._patterns[key] = prog
+        while len(self._patterns) > self.max_cached_patterns:
+            self._patterns.popitem(last=False)
+        return prog
+
+    def _eval_program(self, target: int | None, codes: np.ndarray, used: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """Every row through one compiled program, whatever its pattern (see models/batched_elimination.py).
+
+        Rows the program flags (possible underflow, impossible evidence) are recomputed in
+        evidence-indicator mode with pairwise rescaling. Returns like :meth:`_eval_global`.
+        """
+        n = codes.shape[0]
+        prog = self._program(target, used, n)
+        chunk = max(1, int(min(self.max_chunk_cells, _PROGRAM_CHUNK_CELLS) // prog.biggest))
+        k = self._card[target] if target is not None else None
+        vals = np.empty((n, k) if k is not None else (n,))
+        logscale = np.empty(n)
+        suspect = np.zeros(n, dtype=bool)
+        for start in range(0, n, chunk):
+            v, ls, bad = prog.run(codes[start : start + chunk])
+            vals[start : start + chunk] = v
+            logscale[start : start + chunk] = ls
+            suspect[start : start + chunk] = bad
+        if suspect.any():
+            rows = np.flatnonzero(suspect)
+            c = codes[rows]
+            plan = self._global_plan(target, tuple(np.flatnonzero((c >= 0).any(axis=0)).tolist()))
+            rv, rl = self._eval_global(plan, c, None, 1)
+            vals[rows] = rv[0]
+            logscale[rows] = rl[0]
+        return vals[None], logscale[None]
+
     def _run(self, target: int | None, codes: np.ndarray, params=None, n_s: int = 1):
         """Posterior of ``target`` (or None) and log P(evidence) per row.
 
@@ -799,23 +862,36 @@ class CompiledNetwork:
         packed = np.packbits(mask, axis=1)
         keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
         sampled = bool(params)
-        pattern_rows = np.split(order, bounds)
+        fast = not sampled and self.mode in ("auto", "program")
+        if fast and self.mode == "auto":
+            # a pattern seen once in this batch is cheaper through the compiled program than compiled on
+            # its own; recurring patterns keep the per-pattern plans (cached tables)
+            counts = np.bincount(inverse)
+            single = counts[inverse] == 1
+        elif fast:
+            single = np.ones(n, dtype=bool)
+        else:
+            single = np.zeros(n, dtype=bool)
+        program_rows = [np.flatnonzero(single)] if single.any() else []
+        order = np.argsort(inverse, kind="stable")
+        order = order[~single[order]]
+        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+        pattern_rows = np.split(order, bounds) if order.size else []
         use_global = self.mode == "global"
+        used_all = tuple(np.flatnonzero(mask.any(axis=0)).tolist())
         g_plan = None
-        if self.mode == "auto":
-            g_plan = self._global_plan(target, tuple(np.flatnonzero(mask.any(axis=0)).tolist()))
+        if self.mode == "auto" and pattern_rows:
+            g_plan = self._program(target, used_all, n) if fast else self._global_plan(target, used_all)
         global_rows = []
         for rows in pattern_rows:
             obs = tuple(int(v) for v in np.flatnonzero(mask[rows[0]]))
             if use_global or (
                 g_plan is not None
                 and (sampled or (target, obs) not in self._patterns)
-                and len(rows) * s_out * g_plan.cost <= self._global_cells
+                and len(rows) * s_out * (g_plan.cells if fast else g_plan.cost) <= self._global_cells
             ):
-                global_rows.append(rows)
+                (program_rows if fast else global_rows).append(rows)
                 continue
             pat = self._pattern(target, obs)
             c = codes[rows]
@@ -834,6 +910,15 @@ class CompiledNetwork:
                 vals, ls = self._eval_group(pat.target_group, c, params, n_s)
                 post[:, rows], lp = self._normalise(vals, ls, lp)
             logp[:, rows] = lp
+        if program_rows:
+            rows = np.concatenate(program_rows)
+            vals, ls = self._eval_program(target, codes[rows], used_all)
+            if target is not None:
+                post[:, rows], lp = self._normalise(vals, ls, np.zeros((1, len(rows))))
+            else:
+                with np.errstate(divide="ignore"):
+                    lp = np.log(vals) + ls
+            logp[:, rows] = lp
         if global_rows:
             rows = np.concatenate(global_rows)
             used = tuple(np.flatnonzero(mask[rows].any(axis=0)).tolist())
@@ -845,6 +930,7 @@ class CompiledNetwork:
                 with np.errstate(divide="ignore"):
                     lp = np.log(vals) + ls
             logp[:, rows] = lp
+        logp[:, ~mask.any(axis=1)] = 0.0  # P(nothing observed) is exactly one, not one up to rounding
         if target is not None and (t_obs >= 0).any():
             rows = np.flatnonzero(t_obs >= 0)
             st = t_obs[rows]
