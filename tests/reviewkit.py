@@ -75,9 +75,9 @@ class ReviewEnv:
             return conn.execute(q).scalar_one()
 
 
-def make_env(home: Path) -> ReviewEnv:
-    """A fresh review environment in `home` (its own SQLite database)."""
-    settings = Settings(home=home)
+def make_env(home: Path, database_url: str | None = None) -> ReviewEnv:
+    """A fresh review environment in `home` (its own SQLite database, or the one at `database_url`)."""
+    settings = Settings(home=home, database_url=database_url)
     settings.ensure_dirs()
     engine = get_engine(settings.db_url)
     ensure_tables(engine)

@@ -157,3 +157,98 @@ def test_dispatcher_sigkilled_while_the_provider_hangs_pays_once_on_rerun(world)
     paid = provider.paid_keys()
     assert all(paid[k] == 1 for k in keys)
     assert set(_statuses(env.engine, keys).values()) == {ACKNOWLEDGED}
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (initdb in a temp folder, a free port), which the test may crash
+    and restart without touching the machine's shared server."""
+
+    def __init__(self, root) -> None:
+        import glob
+        import shutil
+
+        from tests.paymentkit import free_port
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not bins or shutil.which("runuser") is None:
+            pytest.skip("no PostgreSQL server binaries (pg_ctl) or runuser on this machine")
+        self.pg_ctl = bins[-1]
+        self.data = root / "pgdata"
+        self.data.mkdir(parents=True)
+        shutil.chown(self.data, "postgres", "postgres")
+        self.port = free_port()
+        self._as_postgres([self.pg_ctl.replace("pg_ctl", "initdb"), "-D", str(self.data), "-A", "trust",
+                           "-U", "postgres", "--no-sync"])
+        self.start()
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, cmd: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120,
+                       cwd="/tmp")
+
+    def start(self) -> None:
+        self._as_postgres([self.pg_ctl, "-D", str(self.data), "-w", "-t", "60", "-l", str(self.data / "log"),
+                                   "-o", f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+
+    def crash(self) -> None:
+        """Stop the server the way a crash does (immediate: no checkpoint, connections cut)."""
+        self._as_postgres([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
+
+@pytest.fixture
+def private_postgres():
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="aios-pg-"))  # pytest's tmp_path is closed to the postgres user
+    root.chmod(0o755)
+    try:
+        pg = PrivatePostgres(root)
+        yield pg
+        try:
+            pg.crash()
+        except subprocess.SubprocessError:
+            pass
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("downtime_s", [0.5, 8.0], ids=["quick-restart", "long-outage"])
+def test_database_crashed_mid_dispatch_pays_each_approval_once(private_postgres, world, tmp_path, downtime_s):
+    """The outbox's PostgreSQL crashes while the provider holds a payment it already made. After a quick restart
+    the dispatcher reconnects and finishes; during a long outage it dies on its next write. Either way, a re-run
+    after the restart sends the same keys again and the provider's ledger holds each approval exactly once."""
+    import threading
+
+    _, _, provider, _ = world
+    pg = private_postgres
+    env = make_env(tmp_path / "home", database_url=pg.url)
+    approved = approve(env, "2026-07-01", _claims("PG", 4))
+    env.engine.dispose()
+    provider.fault("slow_after", count=1, delay_s=4.0)  # pays the first order, answers 4 s later
+    out: dict = {}
+    worker = threading.Thread(target=lambda: out.update(r=run_dispatcher(pg.url, "http", api_url=provider.url,
+                                                                          timeout=10.0, wait=90.0)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not provider.paid_keys() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert provider.paid_keys(), "the provider never received the first order"
+    assert worker.is_alive(), "the dispatch had already finished: the crash would not be mid-dispatch"
+    pg.crash()
+    time.sleep(downtime_s)
+    pg.start()
+    worker.join(120)
+    first = out["r"]
+    again = run_dispatcher(pg.url, "http", api_url=provider.url)
+    assert again.returncode == 0, again.stderr[-2000:]
+    paid = provider.paid_keys()
+    _assert_each_paid_once({k: c for k, c in paid.items() if k in approved}, approved)
+    engine = sa.create_engine(pg.url)
+    try:
+        assert set(_statuses(engine, approved).values()) == {ACKNOWLEDGED}
+    finally:
+        engine.dispose()
+    if downtime_s > 4.0:  # still down when the provider answered: the dispatcher could not record it
+        assert first.returncode != 0, first.stdout[-1000:]
