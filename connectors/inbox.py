@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,17 @@ def _eu_number(value: str) -> str:
     return v.replace(".", "").replace(",", ".") if _EU_NUMBER.match(v) else value
 
 
+def _record_lines(lines: list[str], start: int, rows: list[dict[str, Any]]) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each non-blank line from `start` on; an over-long line becomes an error row."""
+    for n, line in enumerate(lines[start:], start=start + 1):
+        if not line.strip():
+            continue
+        if len(line) > _MAX_LINE:
+            rows.append(_error_row(n, f"line is {len(line):,} characters; at most {_MAX_LINE:,} are accepted", line))
+            continue
+        yield n, line
+
+
 def _read_csv(text: str, name: str) -> list[dict[str, Any]]:
     """Rows of a CSV text, one per physical line: a quoted field may not span lines, so a truncated or
     unterminated line costs only itself (it becomes an error row), never the lines after it."""
@@ -192,12 +204,7 @@ def _read_csv(text: str, name: str) -> list[dict[str, Any]]:
         raise UnreadableFile(name, f"the header row repeats a column: {header!r}")
     csv.field_size_limit(_MAX_LINE)
     rows: list[dict[str, Any]] = []
-    for n, line in enumerate(lines[first + 1:], start=first + 2):
-        if not line.strip():
-            continue
-        if len(line) > _MAX_LINE:
-            rows.append(_error_row(n, f"line is {len(line):,} characters; at most {_MAX_LINE:,} are accepted", line))
-            continue
+    for n, line in _record_lines(lines, first + 1, rows):
         try:
             values = next(csv.reader([line], delimiter=delimiter, strict=True))
         except csv.Error as exc:
@@ -244,13 +251,8 @@ def _read_json(text: str, name: str) -> list[dict[str, Any]]:
             raise UnreadableFile(name, f"starts like a JSON array but is not valid JSON ({exc.msg} at line "
                                        f"{exc.lineno})") from None
         return [_json_row(obj, i) for i, obj in enumerate(items, start=1)]
-    rows = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        if len(line) > _MAX_LINE:
-            rows.append(_error_row(n, f"line is {len(line):,} characters; at most {_MAX_LINE:,} are accepted", line))
-            continue
+    rows: list[dict[str, Any]] = []
+    for n, line in _record_lines(text.split("\n"), 0, rows):
         try:
             rows.append(_json_row(json.loads(line), n))
         except (json.JSONDecodeError, RecursionError) as exc:
