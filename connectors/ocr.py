@@ -14,7 +14,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from models.fields import DocumentReading, Page, Word, unreadable_reason
+import pandas as pd
+
+from models.doc_signals import DOC_COLUMNS
+from models.page_hash import page_hash
+from models.fields import DocumentReading, Page, Word, extract_fields, unreadable_reason
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
@@ -66,20 +70,21 @@ def _text_layer_page(text: str) -> Page:
     return Page(text=text, words=tuple(Word(w, 1.0) for w in text.split()), source="text_layer")
 
 
-def _pdf_pages(path: Path, engine: TesseractEngine) -> list[Page]:
+def _pdf_pages(path: Path, engine: TesseractEngine) -> tuple[list[Page], str | None]:
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(str(path))
     try:
-        pages = []
+        pages, phash = [], None
         for page in pdf:
             text = page.get_textpage().get_text_range()
             if len(text.strip()) >= MIN_TEXT_LAYER_CHARS:
                 pages.append(_text_layer_page(text))
             else:
                 img = page.render(scale=RENDER_DPI / 72, grayscale=True).to_pil()
+                phash = phash or page_hash(img)
                 pages.append(engine.read_image(img))
-        return pages
+        return pages, phash
     finally:
         pdf.close()
 
@@ -96,21 +101,23 @@ def read_document(path: str | Path, engine: TesseractEngine | None = None) -> Do
     engine = engine or _default_engine()
     t0 = time.perf_counter()
 
-    def done(pages: list[Page], reason: str | None = None) -> DocumentReading:
+    def done(pages: list[Page], reason: str | None = None, phash: str | None = None) -> DocumentReading:
         reason = reason or unreadable_reason(pages)
         return DocumentReading(str(path), tuple(pages), "unreadable" if reason else "read", reason,
-                               round(time.perf_counter() - t0, 4))
+                               round(time.perf_counter() - t0, 4), phash)
 
     if not path.is_file():
         return done([], "file not found")
     suffix = path.suffix.lower()
     try:
         if suffix == ".pdf":
-            return done(_pdf_pages(path, engine))
+            pages, phash = _pdf_pages(path, engine)
+            return done(pages, phash=phash)
         if suffix in IMAGE_SUFFIXES:
             with Image.open(path) as im:
                 im.load()
-                return done([engine.read_image(im.convert("L"))])
+                grey = im.convert("L")
+                return done([engine.read_image(grey)], phash=page_hash(grey))
         if suffix == ".txt":
             return done([_text_layer_page(path.read_text(errors="replace"))])
         return done([], f"unsupported file type {suffix or '(none)'}")
@@ -143,3 +150,25 @@ def read_many(paths: list[str | Path], processes: int = 1) -> list[DocumentReadi
         return [read_document(p) for p in paths]
     with ProcessPoolExecutor(max_workers=processes) as pool:
         return list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (processes * 4))))
+
+
+def read_claims_documents(claims: pd.DataFrame, store, processes: int = 1) -> pd.DataFrame:
+    """Every referenced document of `claims` read from the document store: one row per document.
+
+    Columns are `models.doc_signals.DOC_COLUMNS` plus `path`, `pages`, `seconds` and each field's
+    confidence; a reference with no file in the store is a row with status "missing".
+    """
+    wanted, missing = [], []
+    for claim_id, refs in zip(claims["claim_id"], claims["document_refs"]):
+        refs = list(refs) if isinstance(refs, (list, tuple)) else [r for r in str(refs or "").split(";") if r]
+        for ref in refs:
+            path = store.file_of(ref)
+            (wanted if path else missing).append((claim_id, ref, path))
+    readings = read_many([p for _, _, p in wanted], processes)
+    rows = []
+    for (claim_id, ref, _), reading in zip(wanted, readings):
+        rows.append({"claim_id": claim_id, "doc_ref": ref, **extract_fields(reading).row()})
+    for claim_id, ref, _ in missing:
+        rows.append({"claim_id": claim_id, "doc_ref": ref, "status": "missing", "reason": "not in the document store"})
+    extra = [c for c in ("path", "pages", "seconds", "issuer_conf", "currency_conf", "iban_conf")]
+    return pd.DataFrame(rows, columns=[*DOC_COLUMNS, *extra])

@@ -70,6 +70,7 @@ class DocumentReading:
     status: str  # "read" or "unreadable"
     reason: str | None = None
     seconds: float = 0.0
+    phash: str | None = None  # perceptual hash of the first page image (None for a text layer)
 
     @property
     def text(self) -> str:
@@ -103,10 +104,25 @@ class DocumentFields:
     items_sum: FieldValue | None = None
     mean_conf: float = 0.0
     pages: int = 0
+    source: str | None = None  # "text_layer", "ocr" (first page), None when nothing was read
+    phash: str | None = None
+    seconds: float = 0.0
 
     def values(self) -> dict[str, object]:
         """Field name → value (None when absent)."""
         return {k: (v.value if v else None) for k, v in self.fields.items()}
+
+    def row(self) -> dict[str, object]:
+        """One flat row: each field's value and confidence, the line-item sum, and the reading's facts."""
+        out: dict[str, object] = {"path": self.path, "status": self.status, "reason": self.reason,
+                                  "pages": self.pages, "source": self.source, "mean_conf": self.mean_conf,
+                                  "phash": self.phash, "seconds": self.seconds}
+        for k in FIELDS:
+            v = self.fields.get(k)
+            out[k] = v.value if v else None
+            out[f"{k}_conf"] = v.confidence if v else None
+        out["items_sum"] = self.items_sum.value if self.items_sum else None
+        return out
 
     def as_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -227,7 +243,8 @@ def extract_fields(reading: DocumentReading) -> DocumentFields:
     """The document's fields from a reading; an unreadable reading gives no fields, only its reason."""
     out = DocumentFields(path=reading.path, status=reading.status, reason=reading.reason,
                          fields={k: None for k in FIELDS}, mean_conf=round(reading.mean_conf, 3),
-                         pages=len(reading.pages))
+                         pages=len(reading.pages), source=reading.pages[0].source if reading.pages else None,
+                         phash=reading.phash, seconds=reading.seconds)
     if reading.status != "read":
         return out
     lines = [lc for p in reading.pages for lc in _lines(p)]
