@@ -37,7 +37,7 @@ BILL_TYPES = ("invoice", "medical_bill")
 TOTAL_TOLERANCE = 0.05  # the same gap the classifier's doc_amount_mismatch feature uses
 ITEMS_TOLERANCE = 0.01
 LATE_DOCUMENT_DAYS = 90
-# models.page_hash: re-scans of one page measured ≤ 16 bits apart (14 of 15), different pages ≥ 20.
+# models.page_hash: re-scans of one page measured ≤ 16 bits apart, different pages ≥ 18 (generated scans).
 PHASH_MAX_DISTANCE = 16
 LOW_FIELD_CONF = 0.80
 DOC_COLUMNS = ["claim_id", "doc_ref", "status", "reason", "doc_type", "issuer", "number", "date", "total",

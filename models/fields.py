@@ -148,18 +148,15 @@ def unreadable_reason(pages: list[Page]) -> str | None:
 def parse_amount(text: str) -> float | None:
     """``1,234.50``, ``1.234,50``, ``1'234.50``, ``1 234,50`` or ``1234`` as a number; None when not a number.
 
-    The decimal separator is the last ``.`` or ``,`` when exactly two digits follow it; every other
-    separator groups thousands.
+    Decimals are the last two digits after a ``.`` or ``,``; thousands are grouped by threes with the
+    other separator (``1.2.3`` or ``1,234,50`` are not amounts).
     """
     s = text.strip().replace(" ", "").replace("'", "")
-    if not s or not re.fullmatch(r"[0-9][0-9.,]*", s):
+    m = re.fullmatch(r"(?P<int>\d{1,3}(?:(?P<g>[.,])\d{3})(?:(?P=g)\d{3})*|\d+)(?:(?P<d>[.,])(?P<dec>\d{2}))?", s)
+    if not m or (m["g"] and m["d"] and m["g"] == m["d"]):
         return None
-    m = re.search(r"[.,](\d{2})$", s)
-    if m:
-        whole = re.sub(r"[.,]", "", s[:m.start()])
-        return float(f"{whole or 0}.{m.group(1)}") if whole.isdigit() or whole == "" else None
-    whole = re.sub(r"[.,]", "", s)
-    return float(whole) if whole.isdigit() else None
+    whole = re.sub(r"[.,]", "", m["int"])
+    return float(f"{whole}.{m['dec']}") if m["dec"] else float(whole)
 
 
 def parse_money(text: str) -> tuple[float | None, str | None]:

@@ -2,8 +2,8 @@
 
 A page re-used across claims comes back rotated, blurred and re-compressed; hashing the raw page lets
 those differences (and the shared white margins of every page) dominate. Measured on generated scans
-(a page scanned twice vs different pages of the same layouts): 14 of 15 re-scans within 16 bits of 256,
-no two different pages closer than 20 bits.
+(a page scanned twice vs different pages of the same layouts): 27 re-scans 2–16 bits apart (of 256),
+no two of ~4,500 pairs of different pages closer than 18 bits.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ HASH_SIZE = 16  # 16×16 = 256 bits
 _SKEW_ANGLES = np.arange(-3.0, 3.01, 0.25)
 _REDUCE = 2
 _WORK_WIDTH = 800
+_WINDOW = (0.8, 0.5)  # width, height as shares of the page width
 
 
 def _deskew(img: Image.Image) -> Image.Image:
@@ -31,13 +32,19 @@ def _deskew(img: Image.Image) -> Image.Image:
 
 
 def _crop_to_ink(img: Image.Image) -> Image.Image:
-    """The box of rows and columns holding at least three dark pixels (noise specks do not move it)."""
+    """A window of fixed proportions anchored at the first row and column holding ink.
+
+    The top-left of the text is where a re-scan agrees best with the original; the far edges move
+    with faint last lines and cropped scans, so the window's size follows the page width instead.
+    """
     ink = np.asarray(img.reduce(_REDUCE)) < 128
     rows, cols = np.nonzero(ink.sum(axis=1) >= 3)[0], np.nonzero(ink.sum(axis=0) >= 3)[0]
     if len(rows) == 0 or len(cols) == 0:
         return img
-    r = _REDUCE
-    return img.crop((int(cols.min()) * r, int(rows.min()) * r, int(cols.max()) * r + r, int(rows.max()) * r + r))
+    x0, y0 = int(cols.min()) * _REDUCE, int(rows.min()) * _REDUCE
+    window = Image.new("L", (int(img.width * _WINDOW[0]), int(img.width * _WINDOW[1])), 255)
+    window.paste(img.crop((x0, y0, x0 + window.width, y0 + window.height)), (0, 0))
+    return window
 
 
 def page_hash(img: Image.Image) -> str:
