@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-# The forms a document may be stored in, the text layer first (cheapest to read).
-DOCUMENT_SUFFIXES = (".txt", ".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# The forms a document may be stored in: the file as received first, the legacy text rendering last.
+DOCUMENT_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".txt")
 
 
 class DocumentStore:
