@@ -16,8 +16,10 @@ Fraud (claims with ``is_fraud``) shows in the primary bill at these rates, each 
   - `FRAUD_RATES["inflated_total"]`: the total is above the sum of the line items;
   - `FRAUD_RATES["predated"]`: the document is dated before the incident;
   - `FRAUD_RATES["reused_number"]`: the bill number was already used by another claim's bill;
-  - `FRAUD_RATES["reused_image"]`: the scan is another claim's scan (a near-duplicate image);
-  - `FRAUD_RATES["edited_total"]`: on images, the total is pasted over in another font.
+  - `FRAUD_RATES["reused_image"]`: the scan is another claim's bill scanned again (a near-duplicate image;
+    such a document is always written as a scan, and shows the other bill's fields);
+  - `FRAUD_RATES["edited_total"]`: the total is raised after the fact (on images pasted over in another
+    font), drawn only for bills without another marker, so its effective rate is lower.
 Honest documents carry clerical errors at `CLERICAL_RATE`: a line item a little off the total.
 
 Ground truth per file is written beside it as ``<file>.truth.json``; the reading path never opens it.
@@ -187,9 +189,9 @@ def primary_type(product: str) -> str:
 
 def secondary_type(product: str, rng: np.random.Generator) -> str:
     """A supporting document for a claim of this product."""
-    if product in ("auto", "travel"):
-        return str(rng.choice(["police_report", "repair_estimate"])) if product == "auto" else "police_report"
-    return "repair_estimate" if product == "home" else "medical_bill"
+    if product == "auto":
+        return str(rng.choice(["police_report", "repair_estimate"]))
+    return {"travel": "police_report", "home": "repair_estimate"}.get(product, "medical_bill")
 
 
 def draw_specs(claims, docs, seed: int = 7) -> list[DocSpec]:
@@ -385,8 +387,11 @@ def write_document(spec: DocSpec, folder: Path, form: str, rng: np.random.Genera
     else:
         dpi = 300 if form == "clean_image" else int(rng.choice([200, 240, 300]))
         reused = scans.get(spec.reuse_image_of) if scans and spec.reuse_image_of else None
+        is_copy = reused is not None or source is not None
         if reused is not None:
             page = Image.open(io.BytesIO(reused)).convert("L")
+        elif source is not None:  # the other bill was a text PDF: this is a scan of its printout
+            page = render_page(source, dpi)
         else:
             page = render_page(spec, dpi)
         if form == "clean_image":
@@ -397,7 +402,7 @@ def write_document(spec: DocSpec, folder: Path, form: str, rng: np.random.Genera
         else:
             dark, cropped = bool(rng.random() < DARK_RATE), bool(rng.random() < CROPPED_RATE)
             defects = [n for n, f in (("dark", dark), ("cropped", cropped)) if f]
-            scan = degrade(page, rng, dark=dark, cropped=cropped) if reused is None else degrade(page, rng)
+            scan = degrade(page, rng) if is_copy else degrade(page, rng, dark=dark, cropped=cropped)
             raw = _jpeg(scan, int(rng.integers(45, 86)), dpi)
             path = folder / f"{spec.doc_ref}.{'jpg' if form == 'noisy_scan' else 'pdf'}"
             if form == "scanned_pdf":
@@ -409,7 +414,7 @@ def write_document(spec: DocSpec, folder: Path, form: str, rng: np.random.Genera
         if scans is not None:
             scans[spec.doc_ref] = raw
     truth = spec.truth()
-    if source is not None and form != "text_pdf" and scans and spec.reuse_image_of in scans:
+    if source is not None and form != "text_pdf":
         truth = {**source.truth(), "meta": truth["meta"]}
         truth["meta"]["shows_fields_of"] = source.doc_ref
     truth["meta"].update(form=form, defects=defects)
@@ -427,6 +432,8 @@ def write_documents(specs: list[DocSpec], folder: Path, seed: int = 7,
     for i, spec in enumerate(specs):
         form = forms[i % len(forms)] if forms else str(rng.choice(FORMS, p=FORM_P))
         source = by_ref.get(spec.reuse_image_of) if spec.reuse_image_of else None
+        if source is not None and form == "text_pdf":
+            form = "noisy_scan"  # a re-used image is a scan by definition
         paths.append(write_document(spec, folder, form, rng, scans, source))
     return paths
 
