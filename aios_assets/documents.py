@@ -90,7 +90,7 @@ def document_signals(validated_claims: pd.DataFrame, document_readings: pd.DataF
 def claim_triage(validated_claims: pd.DataFrame, registry: ModelRegistryResource) -> dg.Output[pd.DataFrame]:
     """Triage scores per claim, with the model version that produced them."""
     from models.nlp_triage import MODEL_NAME
-    from models.registry import load_by_alias
+    from connectors.registry import load_by_alias
 
     claims = validated_claims.set_index("claim_id")
     try:

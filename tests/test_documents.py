@@ -190,7 +190,7 @@ def test_triage_beats_the_trivial_baseline_on_differently_worded_text():
 def test_cli_read_json_gives_type_fields_and_text_per_file(day_docs, tmp_path):
     from typer.testing import CliRunner
 
-    from aios.cli import app
+    from aios.cli.main import app
 
     _, _, _, paths, _ = day_docs
     text_pdf = next(p for p in paths if read_truth(p)["meta"]["form"] == "text_pdf")
@@ -214,7 +214,7 @@ def test_documents_job_reads_signals_and_triages_a_day_with_metadata(settings, t
     from aios_assets.partitions import daily_partitions
     from aios_resources import DocumentStoreResource, ModelRegistryResource
     from models.nlp_triage import MODEL_NAME, train_and_evaluate
-    from models.registry import log_and_register
+    from connectors.registry import log_and_register
 
     claims, docs = generate_claims(make_book(300, seed=8), date(2026, 11, 20), 1, 3, seed=8)
     write_documents(draw_specs(claims, docs, seed=8), tmp_path / "documents", seed=8)
