@@ -132,17 +132,25 @@ def measure_ocr(n_docs: int, n_timed: int, processes: int) -> list[dict]:
 
         docs_frame = pd.DataFrame(rows)
         signals = document_signals(claims, docs_frame)
+        by_ref = {s.doc_ref: s for s in specs}
         honest_claims = {s.claim_id for s in specs} - {s.claim_id for s in specs if s.fraud}
+        # An honest claim whose bill a fraudster copied (image or number) rightly shows as duplicated: a victim.
+        copied_numbers = {s.number for s in specs if "reused_number" in s.fraud}
+        victims = {"reused_image": {by_ref[s.reuse_image_of].claim_id for s in specs
+                                    if s.reuse_image_of in by_ref},
+                   "reused_number": {s.claim_id for s in specs if s.number in copied_numbers and not s.fraud}}
         for marker, (signal, state) in MARKER_SIGNALS.items():
             marked = {s.claim_id for s in specs if marker in s.fraud}
             if not marked:
                 continue
+            bystanders = honest_claims - victims.get(marker, set())
             hit = float((signals.loc[signals.index.isin(marked), signal] == state).mean())
-            false = float((signals.loc[signals.index.isin(honest_claims), signal] == state).mean())
+            false = float((signals.loc[signals.index.isin(bystanders), signal] == state).mean())
             entries.append({"name": f"signal_{marker}", "value": round(100 * hit, 1), "unit": "% caught",
                             "baseline": round(100 * false, 2), "ratio": round(hit / false, 1) if false else None,
                             "baseline_name": f"{signal}={state} on honest claims (%)", "claims_marked": len(marked),
-                            "honest_claims": len(honest_claims)})
+                            "honest_claims": len(bystanders),
+                            "victims_left_out": len(honest_claims) - len(bystanders)})
         return entries
     finally:
         shutil.rmtree(folder, ignore_errors=True)

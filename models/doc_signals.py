@@ -7,7 +7,9 @@ does not apply) and the evidence that produced its state:
 - ``doc_date``: the bill's date against the incident date;
 - ``doc_items``: the bill's total against the sum of its line items (an inflated total shows here);
 - ``doc_duplicate_number``: the bill's number already on another claim's document (this batch or history);
-- ``doc_duplicate_image``: a scan within `PHASH_MAX_DISTANCE` bits of another claim's scan;
+- ``doc_duplicate_image``: a scan within `PHASH_SURE_DISTANCE` bits of another claim's scan, or within
+  `PHASH_MAX_DISTANCE` bits and stating the same number or total (hash collisions between different
+  pages of one layout grow with the number of pages compared; a copied page also copies its fields);
 - ``doc_missing``: a referenced document not in the store, or no bill among those read;
 - ``doc_ocr_quality``: how sure the reading is (unreadable documents, low field confidence).
 
@@ -37,8 +39,10 @@ BILL_TYPES = ("invoice", "medical_bill")
 TOTAL_TOLERANCE = 0.05  # the same gap the classifier's doc_amount_mismatch feature uses
 ITEMS_TOLERANCE = 0.01
 LATE_DOCUMENT_DAYS = 90
-# models.page_hash: re-scans of one page measured ≤ 16 bits apart, different pages ≥ 18 (generated scans).
+# models.page_hash: re-scans of one page measured 2–16 bits apart; different pages ≥ 18 on ~4,500 pairs,
+# but a day of ~300 scans (45,000 pairs) has different pages down to ~12 bits.
 PHASH_MAX_DISTANCE = 16
+PHASH_SURE_DISTANCE = 8
 LOW_FIELD_CONF = 0.80
 DOC_COLUMNS = ["claim_id", "doc_ref", "status", "reason", "doc_type", "issuer", "number", "date", "total",
                "currency", "iban", "items_sum", "mean_conf", "phash", "source", "doc_type_conf", "number_conf",
@@ -64,14 +68,15 @@ def document_signals(claims: pd.DataFrame, documents: pd.DataFrame,
     earlier claims (claim_id, number, phash) for the duplicate checks; None means this batch only.
     """
     docs = documents if not documents.empty else pd.DataFrame(columns=DOC_COLUMNS)
-    pool = pd.concat([docs[["claim_id", "number", "phash"]],
-                      reference[["claim_id", "number", "phash"]] if reference is not None else None],
+    cols = ["claim_id", "number", "phash", "total"]
+    pool = pd.concat([docs[cols], reference.reindex(columns=cols) if reference is not None else None],
                      ignore_index=True)
     numbers: dict[str, set[str]] = {}
     for cid, num in zip(pool["claim_id"], pool["number"]):
         if _is_set(num):
             numbers.setdefault(str(num), set()).add(str(cid))
-    hashes = [(str(cid), str(h)) for cid, h in zip(pool["claim_id"], pool["phash"]) if _is_set(h)]
+    hashes = [(str(cid), str(h), num if _is_set(num) else None, tot if _is_set(tot) else None)
+              for cid, h, num, tot in zip(pool["claim_id"], pool["phash"], pool["number"], pool["total"]) if _is_set(h)]
     by_claim = {cid: g for cid, g in docs.groupby("claim_id")}
     rows = []
     for c in claims.itertuples(index=False):
@@ -131,7 +136,8 @@ def document_signals(claims: pd.DataFrame, documents: pd.DataFrame,
             evidence["doc_duplicate_number"] = {"numbers": nums, "also_on_claims": others}
 
         # near-duplicate scan across claims
-        mine = [str(h) for h in g["phash"] if _is_set(h)]
+        mine = [(str(h), r.number if _is_set(r.number) else None, r.total if _is_set(r.total) else None)
+                for h, r in zip(g["phash"], g.itertuples(index=False)) if _is_set(h)]
         if len(g) and not mine:
             applicable = (g["status"] == "read").all() and (g["source"] == "text_layer").all()
             states["doc_duplicate_image"] = "not_applicable" if applicable else "unavailable"
@@ -139,11 +145,19 @@ def document_signals(claims: pd.DataFrame, documents: pd.DataFrame,
         elif not mine:
             states["doc_duplicate_image"], evidence["doc_duplicate_image"] = "unavailable", {"reason": "no documents"}
         else:
-            near = sorted({(cid, hash_distance(h, o)) for h in mine for cid, o in hashes
-                           if cid != c.claim_id and hash_distance(h, o) <= PHASH_MAX_DISTANCE}, key=lambda t: t[1])
+            near = {}
+            for h, num, tot in mine:
+                for cid, other, onum, otot in hashes:
+                    if cid == c.claim_id:
+                        continue
+                    bits = hash_distance(h, other)
+                    same_field = (num is not None and num == onum) or (tot is not None and tot == otot)
+                    if bits <= PHASH_SURE_DISTANCE or (bits <= PHASH_MAX_DISTANCE and same_field):
+                        near[cid] = min(bits, near.get(cid, bits))
             states["doc_duplicate_image"] = "near_duplicate" if near else "unique"
-            evidence["doc_duplicate_image"] = {"matches": [{"claim_id": cid, "bits": int(d)} for cid, d in near[:5]],
-                                               "max_bits": PHASH_MAX_DISTANCE}
+            evidence["doc_duplicate_image"] = {
+                "matches": [{"claim_id": cid, "bits": int(b)} for cid, b in sorted(near.items(), key=lambda t: t[1])[:5]],
+                "sure_bits": PHASH_SURE_DISTANCE, "max_bits_with_same_field": PHASH_MAX_DISTANCE}
 
         # missing documents
         refs = _refs(c.document_refs)
