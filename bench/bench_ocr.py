@@ -75,6 +75,9 @@ def measure_ocr(n_docs: int, n_timed: int, processes: int) -> list[dict]:
         t0 = time.perf_counter()
         single = read_many(timed, 1)
         wall_single = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        read_many(timed, processes)  # the same documents in parallel, right after: the fairest speed-up here
+        wall_timed_parallel = time.perf_counter() - t0
         entries: list[dict] = []
 
         ok, n, ok_def, n_def = Counter(), Counter(), Counter(), Counter()
@@ -120,13 +123,17 @@ def measure_ocr(n_docs: int, n_timed: int, processes: int) -> list[dict]:
                                 "ratio": round(base / med, 4) if base else None, "baseline_name": "text-layer PDF",
                                 "p95": round(_pct(secs[form], 0.95), 3), "pages": len(secs[form]), "processes": 1})
         pages = sum(len(r.pages) or 1 for r in readings)
-        pps_par = pages / wall_parallel
-        pps_one = sum(len(r.pages) or 1 for r in single) / wall_single
+        timed_pages = sum(len(r.pages) or 1 for r in single)
+        pps_all = pages / wall_parallel
+        pps_one, pps_par = timed_pages / wall_single, timed_pages / wall_timed_parallel
         entries.append({"name": "ocr_pages_per_s", "value": round(pps_par, 2), "unit": "pages/s",
                         "baseline": round(pps_one, 2), "ratio": round(pps_par / pps_one, 2),
-                        "baseline_name": "one process", "processes": processes, "pages": pages,
-                        "day_seconds": round(DAY_PAGES / pps_par, 0), "day_pages": DAY_PAGES,
+                        "baseline_name": "one process, same pages", "processes": processes, "pages": timed_pages,
                         "note": "shared, loaded 2-core machine: other engineers' jobs run alongside"})
+        entries.append({"name": "ocr_pages_per_s_all", "value": round(pps_all, 2), "unit": "pages/s",
+                        "baseline": None, "ratio": None, "processes": processes, "pages": pages,
+                        "day_pages": DAY_PAGES, "day_seconds": round(DAY_PAGES / pps_all, 0),
+                        "note": "every generated document (all forms), the day's time follows"})
 
         import pandas as pd
 
@@ -136,9 +143,10 @@ def measure_ocr(n_docs: int, n_timed: int, processes: int) -> list[dict]:
         honest_claims = {s.claim_id for s in specs} - {s.claim_id for s in specs if s.fraud}
         # An honest claim whose bill a fraudster copied (image or number) rightly shows as duplicated: a victim.
         copied_numbers = {s.number for s in specs if "reused_number" in s.fraud}
-        victims = {"reused_image": {by_ref[s.reuse_image_of].claim_id for s in specs
-                                    if s.reuse_image_of in by_ref},
-                   "reused_number": {s.claim_id for s in specs if s.number in copied_numbers and not s.fraud}}
+        # A copied image copies the number too, so both kinds of victim are left out of both baselines.
+        copied = ({by_ref[s.reuse_image_of].claim_id for s in specs if s.reuse_image_of in by_ref}
+                  | {s.claim_id for s in specs if s.number in copied_numbers and not s.fraud})
+        victims = {"reused_image": copied, "reused_number": copied}
         for marker, (signal, state) in MARKER_SIGNALS.items():
             marked = {s.claim_id for s in specs if marker in s.fraud}
             if not marked:

@@ -7,9 +7,9 @@ does not apply) and the evidence that produced its state:
 - ``doc_date``: the bill's date against the incident date;
 - ``doc_items``: the bill's total against the sum of its line items (an inflated total shows here);
 - ``doc_duplicate_number``: the bill's number already on another claim's document (this batch or history);
-- ``doc_duplicate_image``: a scan within `PHASH_SURE_DISTANCE` bits of another claim's scan, or within
-  `PHASH_MAX_DISTANCE` bits and stating the same number or total (hash collisions between different
-  pages of one layout grow with the number of pages compared; a copied page also copies its fields);
+- ``doc_duplicate_image``: a scan within `PHASH_MAX_DISTANCE` bits of another claim's scan that also states
+  the same number or total (a copied page copies its fields; pages of one form, e.g. two police reports
+  of one station, hash close together without being copies);
 - ``doc_missing``: a referenced document not in the store, or no bill among those read;
 - ``doc_ocr_quality``: how sure the reading is (unreadable documents, low field confidence).
 
@@ -40,9 +40,8 @@ TOTAL_TOLERANCE = 0.05  # the same gap the classifier's doc_amount_mismatch feat
 ITEMS_TOLERANCE = 0.01
 LATE_DOCUMENT_DAYS = 90
 # models.page_hash: re-scans of one page measured 2–16 bits apart; different pages ≥ 18 on ~4,500 pairs,
-# but a day of ~300 scans (45,000 pairs) has different pages down to ~12 bits.
+# but in a day of ~300 scans (45,000 pairs) pages of one form came closer than 16 bits.
 PHASH_MAX_DISTANCE = 16
-PHASH_SURE_DISTANCE = 8
 LOW_FIELD_CONF = 0.80
 DOC_COLUMNS = ["claim_id", "doc_ref", "status", "reason", "doc_type", "issuer", "number", "date", "total",
                "currency", "iban", "items_sum", "mean_conf", "phash", "source", "doc_type_conf", "number_conf",
@@ -152,12 +151,12 @@ def document_signals(claims: pd.DataFrame, documents: pd.DataFrame,
                         continue
                     bits = hash_distance(h, other)
                     same_field = (num is not None and num == onum) or (tot is not None and tot == otot)
-                    if bits <= PHASH_SURE_DISTANCE or (bits <= PHASH_MAX_DISTANCE and same_field):
+                    if bits <= PHASH_MAX_DISTANCE and same_field:
                         near[cid] = min(bits, near.get(cid, bits))
             states["doc_duplicate_image"] = "near_duplicate" if near else "unique"
             evidence["doc_duplicate_image"] = {
                 "matches": [{"claim_id": cid, "bits": int(b)} for cid, b in sorted(near.items(), key=lambda t: t[1])[:5]],
-                "sure_bits": PHASH_SURE_DISTANCE, "max_bits_with_same_field": PHASH_MAX_DISTANCE}
+                "max_bits_with_same_field": PHASH_MAX_DISTANCE}
 
         # missing documents
         refs = _refs(c.document_refs)

@@ -264,7 +264,7 @@ def extract_fields(reading: DocumentReading) -> DocumentFields:
             f["number"] = FieldValue(m["v"].upper(), _conf(ln, cs, m["v"]), ln)
         elif f["date"] is None and (m := _DATE.match(ln)):
             iso = parse_date(m["v"])
-            f["date"] = FieldValue(iso, _conf(ln, cs, m["v"]) * (1.0 if iso else 0.0), ln) if iso else None
+            f["date"] = FieldValue(iso, _conf(ln, cs, m["v"]), ln) if iso else None
         elif f["total"] is None and (m := _TOTAL.match(ln)):
             amount, cur = parse_money(m["v"])
             if amount is not None:
