@@ -11,9 +11,20 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.aios/dagster
 
-.PHONY: install run demo test dev dev-prod lock bench backtest clean dagster-home
+.PHONY: install run demo test dev dev-prod lock bench backtest clean dagster-home debian-deps
 
-install: $(STAMP)
+install: $(STAMP) debian-deps
+
+# Debian packages for reading documents (Tesseract and its English model) and drawing them (DejaVu fonts).
+# Installed only when a file is missing and we are root; otherwise say what to install.
+TESSDATA_ENG := /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
+DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+debian-deps:
+	@if [ ! -f $(TESSDATA_ENG) ] || [ ! -f $(DEJAVU) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-dejavu-core; \
+	  else echo "missing Debian packages: sudo apt-get install tesseract-ocr tesseract-ocr-eng fonts-dejavu-core" >&2; exit 1; fi; \
+	fi
 
 # uv is bootstrapped into the venv with pip once; `uv sync --locked` then installs exactly uv.lock
 # (the project editable, the dev group included) and refuses a lock that is out of date.

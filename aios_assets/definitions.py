@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from aios_assets import backtest, claims, fusion_study, payouts, review, training
+from aios_assets import backtest, claims, documents, fusion_study, payouts, review, training
 from aios_assets.backtest import backtest_job, backtest_summary_job, slo_job
+from aios_assets.documents import documents_job
 from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
 from aios_assets.payouts import payout_dispatch_job
 from aios_assets.review import review_payouts_job
@@ -15,8 +16,9 @@ from sensors.payouts import payout_dispatch_sensor
 from sensors.review import review_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([claims, training, review, payouts, backtest, fusion_study]),
-    jobs=[claims_job, training_job, review_payouts_job, payout_dispatch_job, backtest_job, backtest_summary_job, slo_job],
+    assets=dg.load_assets_from_modules([claims, training, review, payouts, backtest, fusion_study, documents]),
+    jobs=[claims_job, training_job, review_payouts_job, payout_dispatch_job, backtest_job, backtest_summary_job, slo_job,
+          documents_job],
     schedules=[daily_scoring_schedule],
     sensors=[inbox_sensor, *bus_sensors(), review_sensor, alarm_sensor, payout_dispatch_sensor],
     resources=build_resources(),

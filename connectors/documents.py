@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+# The forms a document may be stored in: the file as received first, the legacy text rendering last.
+DOCUMENT_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".txt")
+
 
 class DocumentStore:
     """Reads and writes claim documents as text files named by their reference."""
@@ -27,6 +30,18 @@ class DocumentStore:
         """The document's text, or None when it never reached the store."""
         p = self._path(ref)
         return p.read_text() if p.exists() else None
+
+    def file_of(self, ref: str) -> Path | None:
+        """The stored file of a document in whatever form it arrived (text, image, PDF), or None when absent.
+
+        Ground-truth files written beside generated documents are never returned.
+        """
+        self._path(ref)  # validates the reference
+        for suffix in DOCUMENT_SUFFIXES:
+            p = self.root / f"{ref}{suffix}"
+            if p.is_file():
+                return p
+        return None
 
     def fetch(self, claims: pd.DataFrame) -> pd.DataFrame:
         """Every readable document of the claims: columns claim_id, doc_ref, text."""

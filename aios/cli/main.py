@@ -19,6 +19,7 @@ from aios.cli.backtest import backtest, dagster_log, thresholds
 from aios.cli.replay import replay
 from aios.cli.users import users_app
 from aios.cli.payouts import payouts_app
+from aios.cli.documents import documents_app
 from aios.cli.audit import audit_app
 from aios.cli.evaluate import evaluate_app
 from aios.cli.policy import policy_app
@@ -30,6 +31,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(documents_app, name="documents")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)
@@ -143,13 +145,16 @@ def drop(day: str = typer.Option(None, "--date", help="Day of the batch (YYYY-MM
          malformed: int = typer.Option(7, help="Rows that break the contract, to show quarantine."),
          fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
          drift: bool = typer.Option(False, help="Shift the batch's distribution (to see the drift gate act)."),
-         per_day: int = typer.Option(None, help="Mean claims in the batch.")) -> None:
+         per_day: int = typer.Option(None, help="Mean claims in the batch."),
+         document_files: bool = typer.Option(False, help="Also store each document as a scan or PDF (for "
+                                                         "`documents_job`; ~0.1 s per document).")) -> None:
     """Drop one day's batch of claims (and their documents) into the inbox."""
     from aios.usecases.datasets import drop_batch
 
     s = get_settings()
     try:
-        path = drop_batch(s, day or s.demo_date, malformed=malformed, fmt=fmt, drift=drift, per_day=per_day)
+        path = drop_batch(s, day or s.demo_date, malformed=malformed, fmt=fmt, drift=drift, per_day=per_day,
+                          document_files=document_files)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc

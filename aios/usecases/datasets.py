@@ -35,8 +35,11 @@ def generate_history(settings: Settings, days: int, per_day: int, seed: int, n_p
 
 
 def drop_batch(settings: Settings, day: str, *, malformed: int = 7, fmt: str = "csv", drift: bool = False,
-               per_day: int | None = None, name: str | None = None) -> Path:
+               per_day: int | None = None, name: str | None = None, document_files: bool = False) -> Path:
     """Generate one day's claims, store their documents and labels, and drop the file into the inbox.
+
+    With `document_files`, each document is also stored as the file a customer would send (scan, text PDF
+    or scanned PDF, `models.docgen`), for the documents job to read; the text layer stays for the features.
 
     The file appears atomically (written under a dot-name, then renamed), so the sensor
     never sees half a file.
@@ -54,6 +57,10 @@ def drop_batch(settings: Settings, day: str, *, malformed: int = 7, fmt: str = "
     store = DocumentStore(settings.documents_dir)
     for ref, text in zip(docs["doc_ref"], docs["text"]):
         store.write(ref, text)
+    if document_files:
+        from models.docgen import draw_specs, write_documents
+
+        write_documents(draw_specs(claims, docs, settings.seed), settings.documents_dir, settings.seed)
     labels_dir = settings.data_dir / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)
     claims[["claim_id", "is_fraud", "label_available_at"]].to_parquet(labels_dir / f"{day}.parquet")
