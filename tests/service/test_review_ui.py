@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.stores import reviews
+from connectors.stores import accounts
 from aios.kernel.db import get_engine
 from aios.kernel.settings import PROJECT_ROOT
 from connectors.stores.decisions import decisions_table, review_cases
@@ -113,8 +114,8 @@ def test_a_reviewer_approves_a_case_in_the_browser_and_the_next_tick_pays_it_onc
     engine = get_engine(trained.db_url)
     policy = load_policy_set()
     for name, role in (("rita", "reviewer"), ("alan", "analyst")):
-        if name not in {u["name"] for u in reviews.list_users(engine)}:
-            reviews.create_user(engine, name, role, PASSWORD, policy.roles, created_by="test")
+        if name not in {u["name"] for u in accounts.list_users(engine)}:
+            accounts.create_user(engine, name, role, PASSWORD, policy.roles, created_by="test")
     claim_id = _pick_case(engine, policy.four_eyes_amount)
     ARTIFACTS.mkdir(exist_ok=True)
     paid_before = _paid(engine, DAY)
