@@ -172,16 +172,23 @@ def queue(request: Request, status: str = reviews.WAITING, stage: str = "", part
     error, rows, code = None, [], 200
     try:
         flt = _queue_filter(session, status, stage, partition, min_amount, max_amount, min_p, mine, unclaimed)
-        rows = reviews.list_queue(ctx.engine, flt)
+        rows = [{**r, "four_eyes": _needs_four_eyes(ctx.policy, r)} for r in reviews.list_queue(ctx.engine, flt)]
     except InvalidInput as exc:
         error, code = str(exc), 400
     return page(request, "queue.html", session, status=code, rows=rows, form=form, error=error,
                 statuses=QUEUE_STATUSES, stages=reviews.STAGES, partitions=reviews.queue_partitions(ctx.engine),
-                four_eyes_amount=ctx.policy.four_eyes_amount)
+                four_eyes_amount=ctx.policy.four_eyes_amount, policy_currency=ctx.policy.currency)
 
 
 # ---------------------------------------------------------------------------------------------
 # the case
+
+
+def _needs_four_eyes(pol: Any, case: dict[str, Any]) -> bool:
+    try:  # in the policy's currency; a currency without a rate is shown as needing four eyes (safe side)
+        return pol.needs_four_eyes(case["amount"], case["currency"])
+    except ValueError:
+        return True
 
 
 def _case_page(request: Request, session: Session, claim_id: str, error: str | None = None,
@@ -213,7 +220,7 @@ def _case_page(request: Request, session: Session, claim_id: str, error: str | N
         evidence_scale=max([abs(f["delta"]) for f in rationale["evidence"]] or [1.0]) or 1.0,
         drivers=parse_drivers(decision.get("uncertainty_drivers")),
         leaning=workflow.model_leaning(case["p_fraud"], ctx.threshold), threshold=ctx.threshold,
-        four_eyes=pol.needs_four_eyes(case["amount"]), four_eyes_amount=pol.four_eyes_amount,
+        four_eyes=_needs_four_eyes(pol, case), four_eyes_amount=pol.four_eyes_amount, policy_currency=pol.currency,
         approvals=approvals, is_open=is_open, mine=mine, can_claim=can_claim and not mine,
         can_decide=is_open and mine and may_decide, trail=trail,
         history=[a for a in view.actions])
