@@ -357,7 +357,8 @@ def test_pages_carry_security_headers(world):
 def test_the_service_app_mounts_the_review_ui(world):
     from service.app import create_app
 
-    client = TestClient(create_app(world.env.settings))  # no lifespan: models are not needed for this
+    # an allowed host (settings.allowed_hosts); no lifespan: models are not needed for this
+    client = TestClient(create_app(world.env.settings), base_url="http://127.0.0.1")
     assert client.get("/review/login").status_code == 200
     assert client.get("/review/queue", follow_redirects=False).headers["location"].startswith("/review/login")
 
