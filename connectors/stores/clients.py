@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -140,14 +140,16 @@ def claim_owners(engine: sa.Engine, claim_ids: Sequence[str]) -> dict[str, str]:
             api_claim_owners.c.claim_id.in_(list(claim_ids)))).all())
 
 
-def own_claims(engine: sa.Engine, claim_ids: Sequence[str], client_id: str, now: datetime | None = None) -> None:
-    """Record `client_id` as the owner of claims that have none yet (an existing owner is kept)."""
-    if not claim_ids:
+def own_claims(engine: sa.Engine, owners: Mapping[str, str], now: datetime | None = None) -> None:
+    """Record each claim's owner (claim id → client id) where it has none yet, in one transaction (an existing
+    owner is kept)."""
+    if not owners:
         return
     at = ts(now or utcnow())
+    ids = list(owners)
     with engine.begin() as conn:
         taken = set(conn.execute(sa.select(api_claim_owners.c.claim_id).where(
-            api_claim_owners.c.claim_id.in_(list(claim_ids)))).scalars())
-        for cid in claim_ids:
-            if cid not in taken:
-                conn.execute(api_claim_owners.insert().values(claim_id=cid, client_id=client_id, created_at=at))
+            api_claim_owners.c.claim_id.in_(ids))).scalars())
+        rows = [{"claim_id": c, "client_id": owners[c], "created_at": at} for c in ids if c not in taken]
+        if rows:
+            conn.execute(api_claim_owners.insert(), rows)
