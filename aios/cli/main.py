@@ -304,7 +304,8 @@ def serve(port: int = typer.Option(8000, help="Port to listen on (127.0.0.1 only
           pin_check_seconds: float = typer.Option(10.0, help="How often to check whether the model alias moved."),
           max_batch: int = typer.Option(512, help="Most claims of concurrent requests decided in one call."),
           log_level: str = typer.Option("info", help="uvicorn log level.")) -> None:
-    """Serve the decision API (POST /v1/decisions, GET /v1/claims/{id}, /docs, /metrics) on 127.0.0.1."""
+    """Serve the decision API (POST /v1/decisions, GET /v1/claims/{id}, /metrics; callers need a key from
+    `aios clients add`) and the review UI on 127.0.0.1."""
     import uvicorn
 
     from service.app import create_app
