@@ -29,7 +29,7 @@ from models.generator import Book, generate_claims, to_inbox_records
 from connectors.registry import load_by_alias, load_model, log_and_register, resolve_alias, set_alias
 from models.validation import validate_claims
 from service.app import create_app
-from service.decisions_api import field_name
+from service.decisions_api import ACTOR, field_name
 
 try:
     from tests.apikit import as_client, register_client
@@ -200,7 +200,8 @@ def test_get_returns_the_stored_decision_and_the_ledger_holds_it(client, trained
 def test_the_sync_path_records_the_policy_in_force_once_before_its_first_decision(trained, tmp_path):
     records, _ = _claims(trained, API_DAY, 3, "API-POL-")
     apart = trained.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'policy.db'}"})
-    with TestClient(create_app(apart)) as other:
+    _, key = register_client(apart, "policy-in-force")
+    with as_client(create_app(apart), key) as other:
         for i in range(2):
             assert other.post("/v1/decisions", json=_payload(records.iloc[i].to_dict())).status_code == 200
     rows = AuditLedger(get_engine(apart.db_url)).rows()
