@@ -33,7 +33,7 @@ def review_payouts(context: dg.AssetExecutionContext, stores: StoresResource, pa
     pol = policy.load()
     payable, refused = [], {}
     for case in approved_cases(engine, partition):
-        verdict = pol.may_pay(case["amount"], "human_review", case["approvals"])
+        verdict = pol.may_pay(case["amount"], "human_review", case["approvals"], currency=case["currency"])
         if verdict:
             payable.append(case)
         else:

@@ -73,6 +73,7 @@ class Server:
         self.workdir = Path(tempfile.mkdtemp(prefix="aios-bench-api-"))
         env = child_env(settings)
         env["AIOS_DATABASE_URL"] = f"sqlite:///{self.workdir / 'api.db'}"
+        self.key = _register_client(env["AIOS_DATABASE_URL"])
         args = [sys.executable, "-m", "aios", "serve", "--port", str(self.port), "--log-level", "warning",
                 "--pin-check-seconds", "5"]
         if max_batch is not None:
@@ -109,7 +110,19 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-async def _load(url: str, payloads: list[bytes], rate: float) -> tuple[np.ndarray, int, float]:
+def _register_client(db_url: str) -> str:
+    """A service client (decisions:write, no practical rate limit) in the server's store; its API key."""
+    from aios.kernel.db import ensure_tables, get_engine
+    from connectors.stores.clients import TABLES, add_client
+
+    engine = get_engine(db_url)
+    ensure_tables(engine, *TABLES)
+    _, key = add_client(engine, "bench", ["decisions:write"], created_by="bench", rate_per_minute=1_000_000)
+    engine.dispose()
+    return key
+
+
+async def _load(url: str, payloads: list[bytes], rate: float, key: str) -> tuple[np.ndarray, int, float]:
     """Send payloads open-loop at `rate`/s; latencies (s, from due time) of the successes, errors, elapsed."""
     import aiohttp
 
@@ -117,7 +130,7 @@ async def _load(url: str, payloads: list[bytes], rate: float) -> tuple[np.ndarra
     errors = 0
     connector = aiohttp.TCPConnector(limit=256)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as session:
         for _ in range(16):  # warm the pool and the server (not measured)
             async with session.get("/healthz") as r:
@@ -144,13 +157,13 @@ async def _load(url: str, payloads: list[bytes], rate: float) -> tuple[np.ndarra
     return np.array(latencies), errors, elapsed
 
 
-def _run_load(url: str, payloads: list[bytes], rate: float) -> tuple[np.ndarray, int, float]:
+def _run_load(url: str, payloads: list[bytes], rate: float, key: str) -> tuple[np.ndarray, int, float]:
     try:
         import uvloop
 
-        return uvloop.run(_load(url, payloads, rate))
+        return uvloop.run(_load(url, payloads, rate, key))
     except ImportError:
-        return asyncio.run(_load(url, payloads, rate))
+        return asyncio.run(_load(url, payloads, rate, key))
 
 
 def measure_load(settings: Settings, rate: float, seconds: float, max_batch: int | None = None,
@@ -161,7 +174,7 @@ def measure_load(settings: Settings, rate: float, seconds: float, max_batch: int
     server = Server(settings, max_batch)
     try:
         server.wait_ready()
-        lat, errors, elapsed = _run_load(server.url, payloads[:n], rate)
+        lat, errors, elapsed = _run_load(server.url, payloads[:n], rate, server.key)
     finally:
         server.stop()
     pct = {f"p{q}": float(np.percentile(lat, q) * 1000) if len(lat) else float("nan") for q in (50, 95, 99)}

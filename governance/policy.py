@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from aios.kernel.contracts import ROUTES
+from governance.fx import FxRates, load_fx_rates
 from governance.cel_policy import (
     Policy,
     PolicyError,
@@ -76,10 +77,13 @@ MANIFEST = "policyset.yaml"
 KIND_RULES: dict[str, dict[str, tuple[dict[str, str], str]]] = {
     "routing": {"route": ({"p_fraud": "double", "amount": "double"}, "string")},
     "four_eyes": {"required": ({"amount": "double"}, "bool"),
-                  "satisfied": ({"amount": "double", "approvals": "int", "senior_approvals": "int"}, "bool")},
+                  "satisfied": ({"amount": "double", "approvals": "int", "senior_approvals": "int"}, "bool"),
+                  "independent": ({"approver": "string", "approver_provisioners": "list", "approvers": "list",
+                                   "approvers_provisioners": "list"}, "bool")},
     "payout": {"may_pay": ({"amount": "double", "route": "string", "approvals": "int", "four_eyes_ok": "bool"},
                            "bool")},
-    "rbac": {"is_allowed": ({"role": "string", "action": "string"}, "bool")},
+    "rbac": {"is_allowed": ({"role": "string", "action": "string"}, "bool"),
+             "needs_second_admin": ({"role": "string"}, "bool")},
     "pii": {"may_see": ({"role": "string", "field": "string"}, "bool"),
             "text_pii": ({"text": "string"}, "list")},
     "content": {"flags": ({"text": "string"}, "list")},
@@ -87,9 +91,12 @@ KIND_RULES: dict[str, dict[str, tuple[dict[str, str], str]]] = {
 # kind -> constants the set reads directly, with their Python type
 KIND_CONSTANTS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "routing": {"MISSING_ROUTE": str},
-    "four_eyes": {"FOUR_EYES_AMOUNT": (int, float)},
+    "four_eyes": {"FOUR_EYES_AMOUNT": (int, float), "CURRENCY": str},
     "payout": {},
-    "rbac": {"ROLES": list, "ACTIONS": list},
+    "rbac": {"ROLES": list, "ACTIONS": list, "SIGNIN_FREE_FAILURES": int, "SIGNIN_BACKOFF_SECONDS": (int, float),
+             "SIGNIN_BACKOFF_MAX_SECONDS": (int, float), "SIGNIN_LOCKOUT_FAILURES": int, "SIGNIN_ADDRESS_FREE_FAILURES": int,
+             "SIGNIN_ADDRESS_LOCKOUT_FAILURES": int, "SIGNIN_LOCKOUT_SECONDS": (int, float),
+             "SIGNIN_RESET_SECONDS": (int, float)},
     "pii": {"PII_FIELDS": list, "TEXT_PATTERNS": dict, "FIELD_MASK": str, "TEXT_MASK": str},
     "content": {"FLAG_PATTERNS": dict},
 }
@@ -235,8 +242,9 @@ class PolicySet:
     """All policies in force, under one id and version that every decision records."""
 
     def __init__(self, *, policy_id: str, version: str, path: Path, policies: Mapping[str, Policy],
-                 digest: str) -> None:
+                 digest: str, fx: FxRates | None = None) -> None:
         self.policy_id = policy_id
+        self._fx = fx
         self.version = version
         self.path = path
         self.policies = dict(policies)
@@ -303,20 +311,63 @@ class PolicySet:
         """The amount above which a payout needs four eyes (FOUR_EYES_AMOUNT)."""
         return float(self.policies["four_eyes"].constants["FOUR_EYES_AMOUNT"])
 
-    def needs_four_eyes(self, amount: float) -> bool:
-        """Whether a claim of this amount needs four eyes (a second approval)."""
-        return bool(self.policies["four_eyes"].evaluate("required", amount=float(amount)))
+    @property
+    def fx(self) -> FxRates:
+        """The exchange rates the limits are compared with (config/fx_rates.yaml, read on first use)."""
+        if self._fx is None:
+            fx = load_fx_rates()
+            if fx.base != self.currency:
+                raise PolicyError(f"{self.policies['four_eyes'].path}: CURRENCY {self.currency!r} is not the base of "
+                                  f"the fx rates {fx.version} ({fx.base!r})")
+            self._fx = fx
+        return self._fx
 
-    def four_eyes_satisfied(self, amount: float, approvals: Any, senior_approvals: int | None = None) -> bool:
-        """Whether the approvals meet the four-eyes rule; `approvals` is a count or (user, role) pairs."""
+    @property
+    def currency(self) -> str:
+        """The currency the policies' limits are in (four eyes, payouts)."""
+        return str(self.policies["four_eyes"].constants["CURRENCY"])
+
+    def in_policy_currency(self, amount: float, currency: str | None = None) -> float:
+        """`amount` of `currency` converted with the set's fx rates (no currency: already in the policy's)."""
+        return float(amount) if currency is None else self.fx.to_base(amount, currency)
+
+    def needs_four_eyes(self, amount: float, currency: str | None = None) -> bool:
+        """Whether a claim of this amount (of `currency`, converted) needs four eyes (a second approval)."""
+        return bool(self.policies["four_eyes"].evaluate("required", amount=self.in_policy_currency(amount, currency)))
+
+    def four_eyes_satisfied(self, amount: float, approvals: Any, senior_approvals: int | None = None,
+                            currency: str | None = None) -> bool:
+        """Whether the approvals meet the four-eyes rule; `approvals` is a count or (user, role) pairs;
+        `amount` is converted from `currency` to the policy's currency first."""
         n, seniors = _approval_counts(approvals, senior_approvals, self.is_allowed)
-        return bool(self.policies["four_eyes"].evaluate("satisfied", amount=float(amount), approvals=n,
-                                                        senior_approvals=seniors))
+        return bool(self.policies["four_eyes"].evaluate("satisfied", amount=self.in_policy_currency(amount, currency),
+                                                        approvals=n, senior_approvals=seniors))
+
+    def independent_approver(self, approver: str, approver_provisioners: Iterable[str],
+                             approvers: Iterable[str], approvers_provisioners: Iterable[str]) -> PolicyVerdict:
+        """Separation of duties: may `approver` (provisioned by `approver_provisioners`) approve a claim already
+        approved by `approvers` (provisioned by `approvers_provisioners`)? Refused when one provisioned another."""
+        ok = bool(self.policies["four_eyes"].evaluate(
+            "independent", approver=str(approver), approver_provisioners=sorted(set(approver_provisioners)),
+            approvers=sorted(set(approvers)), approvers_provisioners=sorted(set(approvers_provisioners))))
+        return PolicyVerdict(allowed=ok, rule=f"{self.policies['four_eyes'].label}:independent")
+
+    def needs_second_admin(self, role: str) -> bool:
+        """Whether an account of `role` must be confirmed by a second administrator (dual control)."""
+        return bool(self.policies["rbac"].evaluate("needs_second_admin", role=str(role)))
+
+    @property
+    def signin_limits(self) -> dict[str, float]:
+        """The sign-in throttle's numbers (SIGNIN_* constants of the rbac policy, without the prefix, lower case)."""
+        c = self.policies["rbac"].constants
+        return {k[len("SIGNIN_"):].lower(): float(v) for k, v in c.items() if k.startswith("SIGNIN_")}
 
     def may_pay(self, amount: float, route: str, approvals: Any = 0,
-                senior_approvals: int | None = None) -> PolicyVerdict:
-        """May this claim be paid: payout limits, route and the four-eyes rule (truthy verdict)."""
+                senior_approvals: int | None = None, currency: str | None = None) -> PolicyVerdict:
+        """May this claim be paid: payout limits, route and the four-eyes rule (truthy verdict); `amount` is
+        converted from `currency` to the policy's currency first."""
         n, seniors = _approval_counts(approvals, senior_approvals, self.is_allowed)
+        amount = self.in_policy_currency(amount, currency)
         ok = self.four_eyes_satisfied(amount, n, seniors)
         pol = self.policies["payout"]
         value, case = pol.explain("may_pay", amount=float(amount), route=str(route), approvals=n,

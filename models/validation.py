@@ -1,5 +1,9 @@
 """Claim validation: the claim contract (pydantic), duplicates, then the business rules (Great Expectations).
 
+Identifiers (claim, policy, customer and document ids) are checked by the contract itself against the one
+charset and length of `aios.kernel.contracts` (ID_PATTERN, ID_MAX_LENGTH), so a batch file, a bus message
+and an API request refuse the same ids with the same reason.
+
 Every failing row is kept with all of its reasons, each naming the field (or the
 expectation and column) and why; nothing is dropped.
 """
@@ -14,13 +18,22 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from aios.kernel.contracts import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, describe_validation_error
+from aios.kernel.contracts import (  # noqa: F401 - ID_* re-exported: the id rule validation applies
+    CHANNELS,
+    CLAIM_TYPES,
+    CURRENCIES,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    Claim,
+    describe_validation_error,
+)
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 MAX_AMOUNT = 1_000_000.0
 MAX_PRIOR_CLAIMS = 100
 MAX_REPORT_DELAY_DAYS = 3 * 365
+MAX_TENURE_DAYS = 120 * 365
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ def _expectations():
         E.ExpectColumnValuesToBeInSet(column="currency", value_set=list(CURRENCIES)),
         E.ExpectColumnValuesToBeInSet(column="claim_type", value_set=list(CLAIM_TYPES)),
         E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(CHANNELS)),
-        E.ExpectColumnValuesToBeBetween(column="customer_tenure_days", min_value=0),
+        E.ExpectColumnValuesToBeBetween(column="customer_tenure_days", min_value=0, max_value=MAX_TENURE_DAYS),
         E.ExpectColumnValuesToBeBetween(column="prior_claims", min_value=0, max_value=MAX_PRIOR_CLAIMS),
         E.ExpectColumnValuesToBeBetween(column="report_delay_days", min_value=0, max_value=MAX_REPORT_DELAY_DAYS),
     ]

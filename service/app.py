@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aios.kernel.settings import Settings, get_settings
+from service.auth import BodyLimit, install_auth
 from service.decisions_api import ACTOR, install_decisions_api, service_version
 from service.metrics import install_metrics
 from service.model_pins import DEFAULT_CHECK_SECONDS, ModelPins, Pinned
@@ -44,13 +46,22 @@ def create_app(settings: Settings | None = None, *, pin_check_seconds: float = D
             pins.stop()
             sys.setswitchinterval(previous)
 
+    # No Swagger UI or ReDoc: both load scripts from a public CDN, on the same origin as /review. The OpenAPI
+    # document itself is served on the embedded profile only (settings.api_docs overrides).
     app = FastAPI(title="aios decision service", version=service_version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.serve_api_docs else None,
                   description="Synchronous claims-fraud decisions: the batch path's decision function, one claim "
-                              "or a small batch at a time.")
+                              "or a small batch at a time. Authenticate with `Authorization: Bearer <API key>` "
+                              "(`aios clients add`).")
     app.state.settings = settings
     metrics = install_metrics(app)
     install_decisions_api(app, settings, pins, metrics, max_batch=max_batch)
+    install_auth(app, app.state.decision_service.engine)
     install_review(app, settings)
+    # outermost last: the Host header and the body size are checked before anything else runs
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     ledger = app.state.decision_service.ledger
 
     def record_swap(new: Pinned, old: Pinned | None) -> None:

@@ -9,12 +9,18 @@ batch. The response body is the decision contract, `aios.kernel.contracts.Decisi
 
 Storage. Each decision is upserted by claim id into the decision store under the partition
 `api-YYYY-MM-DD` (the UTC day the service received it). The daily batch partitions are named
-`YYYY-MM-DD` and a batch run replaces its whole partition, so the API never writes into one;
-re-submitting a claim the API decided before replaces that decision (the latest computation wins,
-as when a batch partition is re-run), and a claim already decided by a batch gets a 409. The use
+`YYYY-MM-DD` and a batch run replaces its whole partition, so the API never writes into one.
+A claim id belongs to the client that first submitted it. Re-submitting a claim the same client decided
+before replaces that decision (the latest computation wins, as when a batch partition is re-run), unless
+its review case is open (a reviewer is looking at that decision) - then, as for a claim already decided by
+a batch or owned by another client, the request gets a 409 and nothing is written. The use
 case keeps a decision as the batch does: feature snapshot, decision row, review case for claims routed
 to human review, the policy set in force, then its score, posterior and decision in the audit ledger
-(actor `service.api@<version>`, with the versions, snapshot hash and the claim's trace id).
+(actor `client:<client id>`, with the versions, snapshot hash and the claim's trace id).
+
+Who may call: service clients with API keys (`aios clients add`), scopes `decisions:write` (POST) and
+`claims:read` (GET, own claims and batch claims only), a rate per client (service/auth.py). Inline
+documents go to the claim's own namespace of the document store, never over another claim's.
 """
 
 from __future__ import annotations
@@ -31,13 +37,18 @@ from typing import Annotated, Any, Literal, Union
 
 import pandas as pd
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, conlist, field_validator
 
 from aios.kernel.contracts import CHANNELS, CLAIM_TYPES, CURRENCIES, Claim, Decision
 from aios.kernel.db import ensure_tables, get_engine
+from aios.kernel.contracts import ID_MAX_LENGTH, ID_PATTERN, MAX_DOCUMENTS_PER_CLAIM, Id, error_reason
+from connectors.stores.clients import TABLES as CLIENT_TABLES
+from connectors.stores.clients import Client, claim_owners, own_claims
+from connectors.stores.reviews import open_review_claims
 from aios.kernel.settings import Settings
 from aios.kernel.tracing import claim_trace_hex, record_claim_spans
 from aios.usecases.decide_and_record import RecordFailed, decide_and_record, decision_body, needs_review
@@ -45,12 +56,15 @@ from connectors.documents import DocumentStore
 from connectors.stores.audit import ledger as audit_ledger
 from connectors.stores.decisions import decisions_table, review_cases
 from models.features import build_features
-from models.validation import MAX_AMOUNT, MAX_PRIOR_CLAIMS, MAX_REPORT_DELAY_DAYS
+from models.validation import MAX_AMOUNT, MAX_PRIOR_CLAIMS, MAX_REPORT_DELAY_DAYS, MAX_TENURE_DAYS
+from service.auth import require_scope
 from service.batcher import Job, MicroBatcher
 from service.metrics import ServiceMetrics
 from service.model_pins import ModelPins, NoModelPinned
 
 MAX_BATCH = 100
+MAX_DOCUMENT_BYTES = 64_000
+EARLIEST, LATEST = datetime(1990, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
 API_PARTITION_PREFIX = "api-"
 _SINGLE, _BATCH = "<claim>", "<batch>"
 
@@ -75,9 +89,16 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    doc_ref: str = Field(min_length=1, max_length=200, pattern=r"^[^/.][^/]*$",
-                         description="One of the claim's document_refs.")
-    text: str = Field(max_length=200_000)
+    doc_ref: Id = Field(description="One of the claim's document_refs.")
+    text: str = Field(max_length=MAX_DOCUMENT_BYTES, description=f"At most {MAX_DOCUMENT_BYTES} bytes of UTF-8.")
+
+    @field_validator("text")
+    @classmethod
+    def _bytes(cls, v: str) -> str:
+        n = len(v.encode("utf-8", "surrogatepass"))
+        if n > MAX_DOCUMENT_BYTES:
+            raise ValueError(f"at most {MAX_DOCUMENT_BYTES} bytes of UTF-8 (got {n})")
+        return v
 
 
 class ClaimIn(Claim):
@@ -91,9 +112,17 @@ class ClaimIn(Claim):
     amount: float = Field(gt=0, le=MAX_AMOUNT)
     currency: Literal[CURRENCIES]  # type: ignore[valid-type]
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
-    customer_tenure_days: int = Field(ge=0)
+    customer_tenure_days: int = Field(ge=0, le=MAX_TENURE_DAYS)
     prior_claims: int = Field(ge=0, le=MAX_PRIOR_CLAIMS)
-    documents: list[DocumentIn] | None = Field(default=None, max_length=50)
+    documents: list[DocumentIn] | None = Field(default=None, max_length=MAX_DOCUMENTS_PER_CLAIM)
+
+    @field_validator("submitted_at")
+    @classmethod
+    def _submitted_in_range(cls, v: datetime) -> datetime:
+        at = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        if not EARLIEST <= at < LATEST:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+        return v
 
     @field_validator("incident_date")
     @classmethod
@@ -184,7 +213,7 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """422 with one entry per failing field: `field`, `reason`, and FastAPI's own `loc` and `type`."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{"field": field_name(e.get("loc", ())), "reason": str(e.get("msg", "")),
+    detail = [{"field": field_name(e.get("loc", ())), "reason": error_reason(e),
                "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())], "type": str(e.get("type", ""))}
               for e in exc.errors()]
     return JSONResponse(status_code=422, content={"detail": detail})
@@ -208,12 +237,20 @@ def decision_dict(row: dict[str, Any], review_status: str | None = None) -> dict
     return decision_body(row, claim_trace_hex(row["claim_id"]), review_status)
 
 
-class AlreadyDecided(HTTPException):
-    """409: claims a batch run decided already (the API never overwrites a batch decision)."""
+BATCH_DECIDED = "already decided by a batch run; see GET /v1/claims/{claim_id}"
+UNDER_REVIEW = "its review case is open: a reviewer is working the stored decision"
+OTHER_OWNER = "the claim id belongs to another client"
 
-    def __init__(self, claim_ids: list[str]) -> None:
-        super().__init__(409, {"reason": "already decided by a batch run; see GET /v1/claims/{claim_id}",
-                               "claim_ids": claim_ids})
+
+class AlreadyDecided(HTTPException):
+    """409: claims that cannot be (re)decided: decided by a batch run, under open review, or another
+    client's. Nothing of the request is written."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        ids = sorted(reasons)
+        first = reasons[ids[0]]
+        super().__init__(409, {"reason": first if len(set(reasons.values())) == 1 else "claims cannot be decided",
+                               "claim_ids": ids, "reasons": {c: reasons[c] for c in ids}})
 
 
 class DecisionService:
@@ -230,6 +267,7 @@ class DecisionService:
         self.metrics = metrics
         self.engine = get_engine(settings.db_url)
         ensure_tables(self.engine)
+        ensure_tables(self.engine, *CLIENT_TABLES)
         self.ledger = audit_ledger(self.engine)
         self.documents = DocumentStore(settings.documents_dir)
         self.batcher: MicroBatcher[ClaimIn, list[dict[str, Any]]] = MicroBatcher(self._decide_jobs,
@@ -255,24 +293,36 @@ class DecisionService:
         for c in claims:
             if c.documents is None:
                 for ref in c.document_refs:
-                    text = self.documents.read(ref)
+                    text = self.documents.read_for_claim(c.claim_id, ref)
                     if text is not None:
                         rows.append((c.claim_id, ref, text))
             else:
                 for d in c.documents:
                     rows.append((c.claim_id, d.doc_ref, d.text))
-                    if self.documents.read(d.doc_ref) is None:
-                        self.documents.write(d.doc_ref, d.text)  # kept for reviewers, as batch documents are
         return pd.DataFrame(rows, columns=["claim_id", "doc_ref", "text"])
 
-    def _batch_decided(self, claim_ids: list[str]) -> set[str]:
-        with self.engine.connect() as conn:
-            taken = conn.execute(sa.select(decisions_table.c.claim_id, decisions_table.c.partition).where(
-                decisions_table.c.claim_id.in_(claim_ids))).all()
-        return {c for c, p in taken if not str(p).startswith(API_PARTITION_PREFIX)}
+    def _keep_documents(self, claims: list[ClaimIn]) -> None:
+        """Inline documents into each claim's own namespace (kept for reviewers; never another claim's)."""
+        for c in claims:
+            for d in c.documents or ():
+                self.documents.write_for_claim(c.claim_id, d.doc_ref, d.text)
 
-    def submit(self, claims: list[ClaimIn], request_id: str) -> Future:
-        """Check the request and queue its claims; the future gets their decision bodies (or the HTTP error)."""
+    def _refusals(self, claim_ids: list[str], client_ids: dict[str, str]) -> dict[str, str]:
+        """claim id → why it cannot be decided now: decided by a batch, under open review, another client's."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(sa.select(decisions_table.c.claim_id, decisions_table.c.partition).where(
+                decisions_table.c.claim_id.in_(claim_ids))).all()
+        out = {c: BATCH_DECIDED for c, p in stored if not str(p).startswith(API_PARTITION_PREFIX)}
+        for c in open_review_claims(self.engine, [c for c, p in stored if c not in out]):
+            out[c] = UNDER_REVIEW
+        for c, owner in claim_owners(self.engine, claim_ids).items():
+            if c not in out and owner != client_ids.get(c):
+                out[c] = OTHER_OWNER
+        return out
+
+    def submit(self, claims: list[ClaimIn], request_id: str, client: Client) -> Future:
+        """Check the request and queue its claims for `client`; the future gets their decision bodies (or the
+        HTTP error)."""
         ids = [c.claim_id for c in claims]
         seen: set[str] = set()
         for i, claim_id in enumerate(ids):
@@ -283,7 +333,7 @@ class DecisionService:
             seen.add(claim_id)
         if not self.pins.ready:
             raise HTTPException(503, f"no model pinned yet: {self.pins.last_error or 'loading'}")
-        return self.batcher.submit_future(claims, frozenset(ids), {"request_id": request_id,
+        return self.batcher.submit_future(claims, frozenset(ids), {"request_id": request_id, "client": client,
                                                                    "started_ns": time.time_ns()})
 
     def _decide_jobs(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> list[Any]:
@@ -293,11 +343,12 @@ class DecisionService:
             pinned = self.pins.current()  # one pinned set for the whole batch
         except NoModelPinned as exc:
             raise HTTPException(503, f"no model pinned yet: {exc}") from exc
-        taken = self._batch_decided([c.claim_id for job in jobs for c in job.items])
+        owners = {c.claim_id: job.meta["client"].client_id for job in jobs for c in job.items}
+        taken = self._refusals(list(owners), owners)
         results: list[Any] = [None] * len(jobs)
         live = []
         for k, job in enumerate(jobs):
-            refused = sorted(c.claim_id for c in job.items if c.claim_id in taken)
+            refused = {c.claim_id: taken[c.claim_id] for c in job.items if c.claim_id in taken}
             if refused:
                 results[k] = AlreadyDecided(refused)
             else:
@@ -310,9 +361,13 @@ class DecisionService:
         now = datetime.now(timezone.utc)
         partition = f"{API_PARTITION_PREFIX}{now:%Y-%m-%d}"
         decided_at = now.isoformat()
+        own_claims(self.engine, {c.claim_id: jobs[k].meta["client"].client_id for k in live for c in jobs[k].items})
+        self._keep_documents(claims)
+        # every ledger row attributed to the client that asked for the decision
+        actor_of = {c.claim_id: jobs[k].meta["client"].actor for k in live for c in jobs[k].items}
         try:
             decisions, _ = decide_and_record(self.engine, features, pinned.models, [c.currency for c in claims],
-                                             partition, ACTOR, decided_at=decided_at)
+                                             partition, ACTOR, decided_at=decided_at, actor_of=actor_of)
         except RecordFailed as exc:
             # A failed write fails the whole batch as it is: retrying job by job (what the batcher does
             # with an exception raised here) would append the ledger rows of the batch a second time.
@@ -322,7 +377,7 @@ class DecisionService:
             job = jobs[k]
             record_claim_spans("service.api.decide", [c.claim_id for c in job.items], int(job.meta["started_ns"]),
                                {"aios.partition": partition, "aios.request_id": str(job.meta["request_id"]),
-                                "aios.actor": ACTOR}, {c.claim_id: {"aios.route": routes[c.claim_id]} for c in job.items})
+                                "aios.actor": job.meta["client"].actor}, {c.claim_id: {"aios.route": routes[c.claim_id]} for c in job.items})
         statuses = self._review_statuses(ids) if needs_review(decisions) else {}
         out = [decision_dict({**r, "partition": partition, "decided_at": decided_at}, statuses.get(r["claim_id"]))
                for r in decisions.to_dict("records")]
@@ -342,8 +397,13 @@ class DecisionService:
             return dict(conn.execute(sa.select(review_cases.c.claim_id, review_cases.c.status).where(
                 review_cases.c.claim_id.in_(claim_ids))).all())
 
-    def stored(self, claim_id: str) -> dict[str, Any] | None:
-        """The stored decision of a claim (from a batch or from the API) as a decision body, or None."""
+    def stored(self, claim_id: str, client: Client | None = None) -> dict[str, Any] | None:
+        """The stored decision of a claim (from a batch or from the API) as a decision body, or None; with a
+        `client`, None also for a claim another client submitted."""
+        if client is not None:
+            owner = claim_owners(self.engine, [claim_id]).get(claim_id)
+            if owner is not None and owner != client.client_id:
+                return None
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(decisions_table).where(decisions_table.c.claim_id == claim_id)).mappings().first()
         if row is None:
@@ -356,7 +416,11 @@ class DecisionService:
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 _ERRORS = {422: {"model": ValidationErrorOut, "description": "A field is missing or wrong; each entry names it."},
-           409: {"description": "A claim was already decided by a batch run."},
+           401: {"description": "No valid API key."}, 403: {"description": "The client lacks the scope."},
+           413: {"description": "The request body is too large."},
+           429: {"description": "The client's rate limit is reached (Retry-After)."},
+           409: {"description": "A claim was decided by a batch run, is under open review, or is another "
+                                "client's; nothing was written."},
            503: {"description": "No model pinned yet (nothing trained) or reference data missing."}}
 
 
@@ -368,20 +432,24 @@ def _service(request: Request) -> DecisionService:
              summary="Decide one claim or a batch of up to 100")
 async def post_decisions(request: Request,
                          payload: Annotated[DecisionRequest, Body(description="A claim, or a list of 1 to 100 claims.")],
-                         x_request_id: Annotated[str | None, Header(max_length=64)] = None) -> JSONResponse:
+                         client: Annotated[Client, Depends(require_scope("decisions:write"))],
+                         x_request_id: Annotated[str | None, Header(max_length=64, pattern=ID_PATTERN)] = None
+                         ) -> JSONResponse:
     """Decide the claims with the pinned models and store each decision; the same function as the batch path."""
     claims = payload if isinstance(payload, list) else [payload]
     request_id = x_request_id or uuid.uuid4().hex
     # awaited, not run in the thread pool: the request holds no thread while its batch is decided
-    decisions = await asyncio.wrap_future(_service(request).submit(claims, request_id))
+    decisions = await asyncio.wrap_future(_service(request).submit(claims, request_id, client))
     return JSONResponse({"request_id": request_id, "decisions": decisions}, headers={"X-Request-Id": request_id})
 
 
 @router.get("/claims/{claim_id}", response_model=Decision, responses={404: {"description": "No decision stored."}},
             summary="The stored decision of a claim")
-def get_claim(request: Request, claim_id: str) -> JSONResponse:
-    """The decision stored for `claim_id`, from the API or from a batch run."""
-    found = _service(request).stored(claim_id)
+def get_claim(request: Request,
+              claim_id: Annotated[str, PathParam(max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
+              client: Annotated[Client, Depends(require_scope("claims:read"))]) -> JSONResponse:
+    """The decision stored for `claim_id`, from the API (this client's claims only) or from a batch run."""
+    found = _service(request).stored(claim_id, client)
     if found is None:
         raise HTTPException(404, f"no decision stored for claim {claim_id!r}")
     return JSONResponse(found)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -97,8 +97,11 @@ def install_metrics(app: FastAPI) -> ServiceMetrics:
     app.state.metrics = metrics
     app.add_middleware(LatencyMiddleware, metrics=metrics)
 
-    @app.get("/metrics", include_in_schema=False)
+    from service.auth import require_scope
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_scope("metrics:read"))])
     def prometheus_metrics() -> Response:
+        """Prometheus exposition, for clients holding `metrics:read`."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from connectors.stores import reviews
+from aios.usecases import review_workflow as workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,8 +119,8 @@ def approve(env, partition: str, claims: dict[str, float], currency: str = "EUR"
                          .values(currency=currency))
     user = env.user("rita", "reviewer")
     for cid in claims:
-        reviews.claim_case(env.engine, cid, user, env.policy)
-        reviews.decide(env.engine, cid, user, "approve", "documents check out", env.policy)
+        workflow.claim_case(env.engine, cid, user, env.policy)
+        workflow.record_review_decision(env.engine, cid, user, "approve", "documents check out", env.policy)
     return [f"payout:{cid}" for cid in claims]
 
 

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from connectors.stores import reviews
 from aios.kernel.canonical import canonical_json
 from aios.kernel.contracts import rationale_item
+from connectors.stores import accounts
+from aios.usecases import review_workflow as workflow
 from aios.kernel.db import ensure_tables, get_engine
 from aios.kernel.settings import Settings
 from connectors.stores.decisions import enqueue_reviews, review_cases, save_decisions
@@ -42,14 +44,14 @@ class ReviewEnv:
 
     @property
     def threshold(self) -> float:
-        return reviews.leaning_threshold(self.policy)
+        return workflow.leaning_threshold(self.policy)
 
-    def user(self, name: str, role: str) -> reviews.User:
+    def user(self, name: str, role: str) -> accounts.User:
         """An account (created on first use) with the shared test password."""
-        existing = {u["name"]: u["role"] for u in reviews.list_users(self.engine)}
+        existing = {u["name"]: u["role"] for u in accounts.list_users(self.engine)}
         if name not in existing:
-            reviews.create_user(self.engine, name, role, PASSWORD, self.policy.roles, created_by="test")
-        return reviews.User(name, role)
+            accounts.create_user(self.engine, name, role, PASSWORD, self.policy.roles, created_by="test")
+        return accounts.User(name, role)
 
     def cases(self, partition: str, claims: dict[str, tuple[float, float]], gates_pass: bool = True) -> None:
         """Decisions routed to human review and their open cases: claim_id → (amount, p_fraud)."""

@@ -20,6 +20,7 @@ from aios.cli.replay import replay
 from aios.cli.users import users_app
 from aios.cli.payouts import payouts_app
 from aios.cli.documents import documents_app
+from aios.cli.clients import clients_app
 from aios.cli.audit import audit_app
 from aios.cli.evaluate import evaluate_app
 from aios.cli.policy import policy_app
@@ -32,6 +33,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(documents_app, name="documents")
+app.add_typer(clients_app, name="clients")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)
@@ -302,7 +304,8 @@ def serve(port: int = typer.Option(8000, help="Port to listen on (127.0.0.1 only
           pin_check_seconds: float = typer.Option(10.0, help="How often to check whether the model alias moved."),
           max_batch: int = typer.Option(512, help="Most claims of concurrent requests decided in one call."),
           log_level: str = typer.Option("info", help="uvicorn log level.")) -> None:
-    """Serve the decision API (POST /v1/decisions, GET /v1/claims/{id}, /docs, /metrics) on 127.0.0.1."""
+    """Serve the decision API (POST /v1/decisions, GET /v1/claims/{id}, /metrics; callers need a key from
+    `aios clients add`) and the review UI on 127.0.0.1."""
     import uvicorn
 
     from service.app import create_app

@@ -1,5 +1,9 @@
 """`aios users ...`: reviewer accounts for the review UI (add, list, set a password, disable, enable).
 
+Accounts made here are the operator's bootstrap path (whoever runs it can write the stores anyway):
+they are active at once and record `cli:<login>` as their provisioner. Accounts of approving roles made
+in the review UI need a second administrator's confirmation (rbac policy `needs_second_admin`).
+
 Passwords come from a hidden prompt (asked twice) or, for scripts, from the first line of standard
 input with `--password-stdin`; they are never taken as arguments (shell history, `ps`) and never
 printed. Every change is written to the audit ledger as a `user_change` event.
@@ -62,25 +66,27 @@ def add(name: str = typer.Argument(..., help="User name (letters, digits, . _ -)
                                             help="Read the password from the first line of standard input.")
         ) -> None:
     """Create an account; the password is asked for (hidden) unless --password-stdin."""
-    from connectors.stores.reviews import ReviewError, create_user, validate_new_account
+    from aios.kernel.errors import ReviewError
+    from aios.usecases.review_workflow import provision_account
+    from connectors.stores.accounts import validate_new_account
     from governance.policy import load_policy_set
 
-    roles = load_policy_set().roles
+    policy = load_policy_set()
     try:
-        validate_new_account(name, role, "x" * 64, roles)
+        validate_new_account(name, role, "x" * 64, policy.roles)
         engine = _engine()
-        create_user(engine, name, role, _read_password(password_stdin), roles, created_by=_actor())
+        provision_account(engine, policy, name, role, _read_password(password_stdin), created_by=_actor(),
+                          bootstrap=True)
     except ReviewError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    _audit(engine, name, {"change": "created", "role": role})
     console.print(f"user [bold]{name}[/] created with role {role}")
 
 
 @users_app.command("list")
 def list_() -> None:
     """List accounts with role, state and last sign-in."""
-    from connectors.stores.reviews import list_users
+    from connectors.stores.accounts import list_users
 
     table = Table(title="review accounts")
     for col in ("name", "role", "active", "created", "last sign-in"):
@@ -97,11 +103,12 @@ def passwd(name: str = typer.Argument(..., help="User name."),
                                                help="Read the password from the first line of standard input.")
            ) -> None:
     """Set a new password (ends the user's sessions)."""
-    from connectors.stores.reviews import ReviewError, set_password
+    from aios.kernel.errors import ReviewError
+    from aios.usecases.review_workflow import set_account_password
 
     engine = _engine()
     try:
-        set_password(engine, name, _read_password(password_stdin))
+        set_account_password(engine, name, _read_password(password_stdin))
     except ReviewError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
@@ -122,11 +129,12 @@ def enable(name: str = typer.Argument(..., help="User name.")) -> None:
 
 
 def _set_active(name: str, active: bool) -> None:
-    from connectors.stores.reviews import ReviewError, set_active
+    from aios.kernel.errors import ReviewError
+    from aios.usecases.review_workflow import set_account_active
 
     engine = _engine()
     try:
-        set_active(engine, name, active)
+        set_account_active(engine, name, active)
     except ReviewError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import date, datetime
 import re
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 
 class Route(str, Enum):
@@ -30,7 +30,20 @@ LEDGER_EVENTS: tuple[str, ...] = (
     "score", "posterior", "decision",  # each decision, batch or API
     "policy_in_force", "model_alias_set", "model_pinned",  # what decided: policy set, model alias, service pin
     "review_action", "payout", "user_change",  # people and money
+    "sign_in", "sign_in_failed", "sign_in_refused", "sign_out",  # who signed in to the review UI, from where
+    "client_change",  # API clients added or revoked
 )
+
+# Identifiers (claim, policy, customer, document reference): the one charset and length, checked wherever an
+# id enters (the claim contract, hence batch validation and the API). Letters, digits and `. _ : -`,
+# starting with a letter or digit: safe as a file name, a URL path segment and an HTML attribute, with no
+# path separators, control, bidirectional or markup characters. 80 is the width of the stores' id columns.
+ID_MAX_LENGTH = 80
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+ID_RULE = f"1-{ID_MAX_LENGTH} letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+MAX_DOCUMENTS_PER_CLAIM = 20
+MAX_DESCRIPTION_CHARS = 10_000
 
 CLAIM_TYPES = ("auto", "home", "travel", "health")
 # A document reference is a plain name: letters, digits, dot, underscore, dash; no path, no NUL.
@@ -45,9 +58,9 @@ class Claim(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    claim_id: str = Field(min_length=1)
-    policy_id: str = Field(min_length=1)
-    customer_id: str = Field(min_length=1)
+    claim_id: Id
+    policy_id: Id
+    customer_id: Id
     submitted_at: datetime
     incident_date: date
     claim_type: str
@@ -56,8 +69,8 @@ class Claim(BaseModel):
     channel: str
     customer_tenure_days: int
     prior_claims: int
-    description: str = ""
-    document_refs: list[str] = Field(default_factory=list)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    document_refs: list[Id] = Field(default_factory=list, max_length=MAX_DOCUMENTS_PER_CLAIM)
 
     @field_validator("document_refs", mode="before")
     @classmethod
@@ -154,10 +167,24 @@ class Decision(BaseModel):
     review_status: str | None = None
 
 
+def is_id(value: Any) -> bool:
+    """Whether `value` is a well-formed identifier (ID_PATTERN, at most ID_MAX_LENGTH characters)."""
+    import re
+
+    return isinstance(value, str) and len(value) <= ID_MAX_LENGTH and re.fullmatch(ID_PATTERN, value) is not None
+
+
+def error_reason(e: Any) -> str:
+    """The reason of one pydantic error, with the id rule spelled out instead of the regular expression."""
+    if e.get("type") == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == ID_PATTERN:
+        return f"must be an identifier: {ID_RULE}"
+    return str(e.get("msg", ""))
+
+
 def describe_validation_error(err: ValidationError) -> list[str]:
     """Human-readable reasons, one per failing field: `field: reason`."""
     out = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "<row>"
-        out.append(f"{field}: {e['msg']}")
+        out.append(f"{field}: {error_reason(e)}")
     return out

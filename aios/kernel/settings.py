@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     payout_bank_dir: Path | None = Field(default=None, description="The bank's SFTP folders (default: home/bank).")
     payout_api_url: str | None = Field(default=None, description="Base URL of the payment API (rail http).")
     payout_bank_standin: bool | None = Field(default=None, description="Run mock-bank in process (embedded default).")
+    allowed_hosts: list[str] = Field(default=["127.0.0.1", "localhost", "::1"],
+                                     description="Host headers the service answers (DNS rebinding); JSON list.")
+    api_max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body (else 413).")
+    api_docs: bool | None = Field(default=None, description="Serve /openapi.json; default: only on embedded.")
 
     @property
     def inbox_dir(self) -> Path:
@@ -142,6 +146,11 @@ class Settings(BaseSettings):
     def dagster_storage_url(self) -> str:
         """PostgreSQL URL of the Dagster instance storage on the production profile."""
         return self.dagster_database_url or self.postgres_url.rsplit("/", 1)[0] + "/aios_dagster"
+
+    @property
+    def serve_api_docs(self) -> bool:
+        """Whether the service publishes its OpenAPI document (explicit setting, else only on embedded)."""
+        return self.profile is Profile.embedded if self.api_docs is None else self.api_docs
 
     def ensure_dirs(self) -> None:
         """Create the local state folders of the profile."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -104,12 +104,14 @@ def _record_policy(engine: sa.Engine, policy: PolicySet, actor: str) -> None:
 
 def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, policy: PolicySet, actor: str, *,
                      replace_partition: bool, features: pd.DataFrame | None = None, open_reviews: bool = False,
-                     decided_at: str | None = None, trace_id: str | None = None) -> Recorded:
+                     decided_at: str | None = None, trace_id: str | None = None,
+                     actor_of: Mapping[str, str] | None = None) -> Recorded:
     """Keep `decisions` (with `currency`) in the order of the module doc.
 
     `replace_partition`: the rows replace everything `partition` held (a batch run) instead of only these
     claims' earlier rows (the API). `features`: snapshot them first. `open_reviews`: open the review cases
-    here. `trace_id`: the ledger's trace id for rows whose claim has none.
+    here. `trace_id`: the ledger's trace id for rows whose claim has none. `actor_of`: claim id → the actor
+    its ledger rows name (the API client that asked), `actor` for the others.
     """
     decided_at = decided_at or datetime.now(timezone.utc).isoformat()
     if features is not None:
@@ -121,13 +123,19 @@ def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame,
     new = open_review_cases(engine, partition, decisions) if open_reviews else 0
     if len(decisions):
         _record_policy(engine, policy, actor)
-        ledger_decisions(engine, partition, decisions, actor=actor, trace_id=trace_id)
+        if actor_of:
+            who = decisions["claim_id"].map(lambda c: actor_of.get(c, actor))
+            for name in dict.fromkeys(who):
+                ledger_decisions(engine, partition, decisions[who == name], actor=name, trace_id=trace_id)
+        else:
+            ledger_decisions(engine, partition, decisions, actor=actor, trace_id=trace_id)
     return Recorded(partition, decided_at, new)
 
 
 def decide_and_record(engine: sa.Engine, features: pd.DataFrame, models: DecisionModels, currencies: Sequence[str],
                       partition: str, actor: str, *, decided_at: str | None = None,
-                      trace_id: str | None = None) -> tuple[pd.DataFrame, Recorded]:
+                      trace_id: str | None = None, actor_of: Mapping[str, str] | None = None
+                      ) -> tuple[pd.DataFrame, Recorded]:
     """Decide `features` with the pinned `models` and keep everything (snapshots, rows, review cases, ledger).
 
     An error while deciding propagates as it is (nothing was written); an error while keeping the
@@ -137,7 +145,7 @@ def decide_and_record(engine: sa.Engine, features: pd.DataFrame, models: Decisio
     try:
         recorded = record_decisions(engine, partition, decisions, models.policy, actor, replace_partition=False,
                                     features=features, open_reviews=True, decided_at=decided_at,
-                                    trace_id=trace_id)
+                                    trace_id=trace_id, actor_of=actor_of)
     except Exception as exc:  # noqa: BLE001 - any failed write fails the call as one
         raise RecordFailed(f"{len(decisions)} decision(s) computed but not kept: {exc}") from exc
     return decisions, recorded

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from aios.kernel.db import metadata
 
 # Modules whose import registers tables on the shared metadata.
-TABLE_MODULES = ("connectors.stores.decisions", "connectors.stores.snapshots", "connectors.payout", "connectors.rails.outbox", "connectors.stores.gates", "connectors.landing",
-                 "connectors.stores.ledger", "connectors.stores.reviews", "connectors.stores.alarms")
+TABLE_MODULES = ("connectors.stores.decisions", "connectors.stores.snapshots", "connectors.payout", "connectors.rails.outbox",
+                 "connectors.stores.gates", "connectors.landing", "connectors.stores.ledger", "connectors.stores.accounts",
+                 "connectors.stores.sessions", "connectors.stores.reviews", "connectors.stores.alarms",
+                 "connectors.stores.clients")
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "aios_alembic_version"  # Dagster and MLflow keep their own alembic_version elsewhere
 

@@ -1,8 +1,10 @@
 """The reviewer's UI: server-rendered pages under /review for working the human-review queue.
 
 `install(app, settings)` adds it to the service app (one call in `service.app.create_app`). Accounts
-come from `aios users add NAME --role ROLE`; decisions go to the review store (`connectors.stores.reviews`) and
-the audit ledger; the review sensor in Dagster turns approvals into payouts.
+come from `aios users add NAME --role ROLE` (or the Accounts page, with a second administrator's
+confirmation for approving roles); decisions go through the review workflow
+(`aios.usecases.review_workflow`) to the review store and the audit ledger; the review sensor in
+Dagster turns approvals into payouts.
 """
 
 from __future__ import annotations

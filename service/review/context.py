@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from aios.kernel.contracts import format_value
 from aios.kernel.db import ensure_tables, get_engine
-from connectors.stores.reviews import ensure_review_tables, leaning_threshold
+from aios.usecases.review_workflow import leaning_threshold
+from connectors.stores.reviews import ensure_review_tables
 from aios.kernel.settings import Settings
 from connectors.documents import DocumentStore
 from connectors.inbox import SUFFIXES, UnreadableFile, read_claims_file

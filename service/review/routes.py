@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from urllib.parse import quote
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +19,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from connectors.stores import reviews
-from connectors.stores.reviews import InvalidInput, NotAllowed, QueueFilter, ReviewError
+from aios.kernel.errors import CaseNotFound, InvalidInput, NotAllowed, ReviewError
+from aios.usecases import review_workflow as workflow
+from aios.usecases.sign_in import sign_in, sign_out
+from connectors.stores import accounts, reviews
+from connectors.stores.reviews import QueueFilter
+from connectors.stores.sessions import Session
+from service.errors import http_status, retry_headers
 from connectors.stores.ledger import audit_ledger
 
 from service.review.context import parse_drivers, rationale_view
@@ -85,11 +91,19 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
     if not username.strip() or not password:
         return _login_page(request, next, "Enter your user name and password.", status=400)
     ctx = ctx_of(request)
-    user = reviews.authenticate(ctx.engine, username.strip(), password)
-    if user is None:
+    address = request.client.host if request.client else "unknown"
+    try:
+        session = sign_in(ctx.engine, ctx.policy, username.strip(), password, address,
+                          previous_token=request.cookies.get(SESSION_COOKIE))
+    except ReviewError as exc:  # throttled (no password was checked) or the hashing pool is saturated
+        log.warning("review UI: sign-in refused from %s: %s", address, exc)
+        resp = _login_page(request, next, str(exc), status=http_status(exc))
+        resp.headers.update(retry_headers(exc))
+        return resp
+    if session is None:
         log.warning("review UI: failed sign-in")  # no name: people type passwords into the name field
         return _login_page(request, next, "Wrong user name or password.", status=401)
-    session = reviews.create_session(ctx.engine, user)
+    user = session.user
     log.info("review UI: %s signed in (%s)", user.name, user.role)
     resp = RedirectResponse(safe_next(next) or home_path(request, session), status_code=303)
     resp.set_cookie(SESSION_COOKIE, session.token, path=PREFIX, httponly=True, samesite="strict",
@@ -103,7 +117,8 @@ def logout(request: Request, csrf_token: str = Form("")) -> Response:
     """End the session."""
     session = require(request)
     require_csrf(session, csrf_token)
-    reviews.end_session(ctx_of(request).engine, request.cookies.get(SESSION_COOKIE))
+    sign_out(ctx_of(request).engine, session, request.cookies.get(SESSION_COOKIE),
+             request.client.host if request.client else "unknown")
     log.info("review UI: %s signed out", session.user.name)
     resp = RedirectResponse(f"{PREFIX}/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path=PREFIX)
@@ -127,7 +142,7 @@ def _number(name: str, raw: str, lo: float | None = None, hi: float | None = Non
     return v
 
 
-def _queue_filter(session: reviews.Session, status: str, stage: str, partition: str, min_amount: str,
+def _queue_filter(session: Session, status: str, stage: str, partition: str, min_amount: str,
                   max_amount: str, min_p: str, mine: str, unclaimed: str) -> QueueFilter:
     if status not in QUEUE_STATUSES:
         raise InvalidInput(f"status: must be one of {', '.join(QUEUE_STATUSES)}")
@@ -157,19 +172,26 @@ def queue(request: Request, status: str = reviews.WAITING, stage: str = "", part
     error, rows, code = None, [], 200
     try:
         flt = _queue_filter(session, status, stage, partition, min_amount, max_amount, min_p, mine, unclaimed)
-        rows = reviews.list_queue(ctx.engine, flt)
+        rows = [{**r, "four_eyes": _needs_four_eyes(ctx.policy, r)} for r in reviews.list_queue(ctx.engine, flt)]
     except InvalidInput as exc:
         error, code = str(exc), 400
     return page(request, "queue.html", session, status=code, rows=rows, form=form, error=error,
                 statuses=QUEUE_STATUSES, stages=reviews.STAGES, partitions=reviews.queue_partitions(ctx.engine),
-                four_eyes_amount=ctx.policy.four_eyes_amount)
+                four_eyes_amount=ctx.policy.four_eyes_amount, policy_currency=ctx.policy.currency)
 
 
 # ---------------------------------------------------------------------------------------------
 # the case
 
 
-def _case_page(request: Request, session: reviews.Session, claim_id: str, error: str | None = None,
+def _needs_four_eyes(pol: Any, case: dict[str, Any]) -> bool:
+    try:  # in the policy's currency; a currency without a rate is shown as needing four eyes (safe side)
+        return pol.needs_four_eyes(case["amount"], case["currency"])
+    except ValueError:
+        return True
+
+
+def _case_page(request: Request, session: Session, claim_id: str, error: str | None = None,
                status: int = 200, reason: str = "") -> Response:
     ctx = ctx_of(request)
     view = reviews.get_case(ctx.engine, claim_id)
@@ -197,8 +219,8 @@ def _case_page(request: Request, session: reviews.Session, claim_id: str, error:
         feature_scale=max([abs(f["delta"]) for f in rationale["features"]] or [1.0]) or 1.0,
         evidence_scale=max([abs(f["delta"]) for f in rationale["evidence"]] or [1.0]) or 1.0,
         drivers=parse_drivers(decision.get("uncertainty_drivers")),
-        leaning=reviews.model_leaning(case["p_fraud"], ctx.threshold), threshold=ctx.threshold,
-        four_eyes=pol.needs_four_eyes(case["amount"]), four_eyes_amount=pol.four_eyes_amount,
+        leaning=workflow.model_leaning(case["p_fraud"], ctx.threshold), threshold=ctx.threshold,
+        four_eyes=_needs_four_eyes(pol, case), four_eyes_amount=pol.four_eyes_amount, policy_currency=pol.currency,
         approvals=approvals, is_open=is_open, mine=mine, can_claim=can_claim and not mine,
         can_decide=is_open and mine and may_decide, trail=trail,
         history=[a for a in view.actions])
@@ -211,23 +233,23 @@ def case_page(request: Request, claim_id: str) -> Response:
     return _case_page(request, session, claim_id)
 
 
-def _audit_action(request: Request, session: reviews.Session, claim_id: str, result: reviews.ActionResult) -> None:
-    # The review store itself writes the action to the audit ledger (aios/reviews.py).
+def _audit_action(request: Request, session: Session, claim_id: str, result: workflow.ActionResult) -> None:
+    # The review workflow itself writes the action to the audit ledger (aios/usecases/review_workflow.py).
     if result.action_id:
         log.info("review UI: %s %s claim %s → %s", session.user.name, result.action, claim_id, result.status)
 
 
 def _case_action(request: Request, claim_id: str, csrf_token: str, act, next_url: str) -> Response:
-    """Take or give back a case (`act` is reviews.claim_case or reviews.release_case), audited."""
+    """Take or give back a case (`act` is workflow.claim_case or workflow.release_case), audited."""
     session = require(request, "claim_case")
     require_csrf(session, csrf_token)
     ctx = ctx_of(request)
     try:
         result = act(ctx.engine, claim_id, session.user, ctx.policy, ctx.threshold)
-    except reviews.CaseNotFound:
+    except CaseNotFound:
         raise
     except ReviewError as exc:
-        return _case_page(request, session, claim_id, error=str(exc), status=exc.status)
+        return _case_page(request, session, claim_id, error=str(exc), status=http_status(exc))
     _audit_action(request, session, claim_id, result)
     return redirect(request, next_url, result.message)
 
@@ -235,13 +257,13 @@ def _case_action(request: Request, claim_id: str, csrf_token: str, act, next_url
 @router.post("/cases/{claim_id}/claim")
 def claim(request: Request, claim_id: str, csrf_token: str = Form("")) -> Response:
     """Take the case so nobody else works it at the same time."""
-    return _case_action(request, claim_id, csrf_token, reviews.claim_case, f"{PREFIX}/cases/{claim_id}")
+    return _case_action(request, claim_id, csrf_token, workflow.claim_case, f"{PREFIX}/cases/{quote(claim_id, safe='')}")
 
 
 @router.post("/cases/{claim_id}/release")
 def release(request: Request, claim_id: str, csrf_token: str = Form("")) -> Response:
     """Give the case back to the queue."""
-    return _case_action(request, claim_id, csrf_token, reviews.release_case, f"{PREFIX}/queue")
+    return _case_action(request, claim_id, csrf_token, workflow.release_case, f"{PREFIX}/queue")
 
 
 @router.post("/cases/{claim_id}/decision")
@@ -259,11 +281,11 @@ def decision(request: Request, claim_id: str, decision: str = Form(""), reason: 
     if not any(ctx.policy.is_allowed(role, a) for a in needed[decision]):
         raise NotAllowed(f"Your role ({role}) may not {decision} claims.")
     try:
-        result = reviews.decide(ctx.engine, claim_id, session.user, decision, reason, ctx.policy, ctx.threshold)
-    except reviews.CaseNotFound:
+        result = workflow.record_review_decision(ctx.engine, claim_id, session.user, decision, reason, ctx.policy, ctx.threshold)
+    except CaseNotFound:
         raise
     except ReviewError as exc:
-        return _case_page(request, session, claim_id, error=str(exc), status=exc.status, reason=reason)
+        return _case_page(request, session, claim_id, error=str(exc), status=http_status(exc), reason=reason)
     _audit_action(request, session, claim_id, result)
     return redirect(request, f"{PREFIX}/queue", result.message)
 
@@ -319,10 +341,10 @@ def audit_page(request: Request, claim_id: str = "", verify: str = "") -> Respon
     return page(request, "audit.html", session, rows=rows, claim_id=claim_id, checked=checked, limit=AUDIT_ROWS)
 
 
-def _users_page(request: Request, session: reviews.Session, error: str | None = None, status: int = 200,
+def _users_page(request: Request, session: Session, error: str | None = None, status: int = 200,
                 form: dict[str, Any] | None = None) -> Response:
     ctx = ctx_of(request)
-    return page(request, "users.html", session, status=status, users=reviews.list_users(ctx.engine),
+    return page(request, "users.html", session, status=status, users=accounts.list_users(ctx.engine),
                 roles=ctx.policy.roles, error=error, form=form or {})
 
 
@@ -341,11 +363,21 @@ def create_user(request: Request, name: str = Form(""), role: str = Form(""), pa
     ctx = ctx_of(request)
     name = name.strip()
     try:
-        reviews.create_user(ctx.engine, name, role, password, ctx.policy.roles, created_by=session.user.name)
+        user = workflow.provision_account(ctx.engine, ctx.policy, name, role, password, created_by=session.user.name)
     except ReviewError as exc:
-        return _users_page(request, session, str(exc), exc.status, {"name": name, "role": role})
-    ctx.audit_user_change(session.user.name, name, {"change": "created", "role": role})
-    return redirect(request, f"{PREFIX}/users", f"account {name} created ({role})")
+        return _users_page(request, session, str(exc), http_status(exc), {"name": name, "role": role})
+    note = " - a different administrator must confirm it before it can sign in" if not user.active else ""
+    return redirect(request, f"{PREFIX}/users", f"account {name} created ({role}){note}")
+
+
+@router.post("/users/{name}/confirm")
+def confirm_user(request: Request, name: str, csrf_token: str = Form("")) -> Response:
+    """Confirm a pending account (dual control): only an administrator other than its creator."""
+    session = require(request, "manage_users")
+    require_csrf(session, csrf_token)
+    ctx = ctx_of(request)
+    workflow.confirm_account(ctx.engine, ctx.policy, name, confirmed_by=session.user.name)
+    return redirect(request, f"{PREFIX}/users", f"account {name} confirmed")
 
 
 @router.post("/users/{name}/active")
@@ -358,7 +390,7 @@ def set_active(request: Request, name: str, active: str = Form(""), csrf_token: 
     if name == session.user.name and active == "0":
         raise InvalidInput("you cannot disable your own account")
     ctx = ctx_of(request)
-    reviews.set_active(ctx.engine, name, active == "1")
+    workflow.set_account_active(ctx.engine, name, active == "1")
     ctx.audit_user_change(session.user.name, name, {"change": "enabled" if active == "1" else "disabled"})
     return redirect(request, f"{PREFIX}/users", f"account {name} {'enabled' if active == '1' else 'disabled'}")
 

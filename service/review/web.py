@@ -21,7 +21,9 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.exceptions import HTTPException
 
-from connectors.stores.reviews import NotAllowed, ReviewError, Session, load_session
+from aios.kernel.errors import NotAllowed, ReviewError
+from connectors.stores.sessions import Session, csrf_ok, load_session
+from service.errors import http_status, retry_headers
 
 from service.review.context import ReviewContext
 
@@ -49,10 +51,8 @@ class LoginRequired(Exception):
     """The request needs a signed-in user and has none (or the session expired)."""
 
 
-class CsrfRefused(ReviewError):
+class CsrfRefused(NotAllowed):
     """A form arrived without this session's CSRF token."""
-
-    status = 403
 
     def __init__(self) -> None:
         super().__init__("This form is missing its security token or it has expired. Reload the page and "
@@ -83,7 +83,12 @@ def _fmt_money(v: Any) -> str:
         return str(v)
 
 
-TEMPLATES.env.filters.update(hours=_fmt_hours, seconds=_fmt_seconds, money=_fmt_money)
+def _url_part(v: Any) -> str:
+    """An id as one URL path segment or query value: every reserved character percent-encoded."""
+    return quote(str(v), safe="")
+
+
+TEMPLATES.env.filters.update(hours=_fmt_hours, seconds=_fmt_seconds, money=_fmt_money, urlpart=_url_part)
 
 
 def ctx_of(request: Request) -> ReviewContext:
@@ -108,8 +113,6 @@ def require(request: Request, action: str | None = None) -> Session:
 
 def require_csrf(session: Session, submitted: str | None) -> None:
     """Refuse a form whose CSRF token is not this session's."""
-    from connectors.stores.reviews import csrf_ok
-
     if not csrf_ok(session, submitted):
         raise CsrfRefused
 
@@ -197,7 +200,8 @@ class SafeRoute(APIRoute):
                 else:
                     response = error_page(request, 401, "Sign in first; your session may have expired.")
             except ReviewError as exc:
-                response = error_page(request, exc.status, str(exc))
+                response = error_page(request, http_status(exc), str(exc))
+                response.headers.update(retry_headers(exc))
             except RequestValidationError as exc:
                 response = error_page(request, 400, _validation_message(exc))
             except HTTPException as exc:

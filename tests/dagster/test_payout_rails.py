@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.stores import reviews
+from aios.kernel import errors
+from aios.usecases import review_workflow as workflow
 from connectors.stores.gates import record_gate
 from connectors.payout import PayoutConnector, PayoutInstruction
 from connectors.rails.base import PaymentOrder
@@ -89,10 +91,10 @@ def test_an_approval_writes_its_payout_intent_in_the_same_transaction(tmp_path):
     # a rejection, and an approval that fails (case not claimed), write no intent
     env.cases("2026-02-02", {"R-1": (300.0, 0.4), "U-1": (310.0, 0.4)})
     rita = env.user("rita", "reviewer")
-    reviews.claim_case(env.engine, "R-1", rita, env.policy)
-    reviews.decide(env.engine, "R-1", rita, "reject", "forged invoice", env.policy)
-    with pytest.raises(reviews.Conflict):
-        reviews.decide(env.engine, "U-1", rita, "approve", "looks fine", env.policy)
+    workflow.claim_case(env.engine, "R-1", rita, env.policy)
+    workflow.record_review_decision(env.engine, "R-1", rita, "reject", "forged invoice", env.policy)
+    with pytest.raises(errors.Conflict):
+        workflow.record_review_decision(env.engine, "U-1", rita, "approve", "looks fine", env.policy)
     assert set(_intents(env.engine)) == {"payout:A-1"}
 
 
@@ -101,11 +103,11 @@ def test_a_large_claim_gets_its_intent_only_with_the_second_approval(tmp_path):
     big = env.policy.four_eyes_amount + 1000.0
     env.cases("2026-02-03", {"BIG-1": (big, 0.3)})
     first, second = env.user("sam", "senior_reviewer"), env.user("sue", "senior_reviewer")
-    reviews.claim_case(env.engine, "BIG-1", first, env.policy)
-    reviews.decide(env.engine, "BIG-1", first, "approve", "checked", env.policy)
+    workflow.claim_case(env.engine, "BIG-1", first, env.policy)
+    workflow.record_review_decision(env.engine, "BIG-1", first, "approve", "checked", env.policy)
     assert _intents(env.engine) == {}
-    reviews.claim_case(env.engine, "BIG-1", second, env.policy)
-    reviews.decide(env.engine, "BIG-1", second, "approve", "second look", env.policy)
+    workflow.claim_case(env.engine, "BIG-1", second, env.policy)
+    workflow.record_review_decision(env.engine, "BIG-1", second, "approve", "second look", env.policy)
     assert _intents(env.engine)["payout:BIG-1"]["status"] == "intent"
 
 

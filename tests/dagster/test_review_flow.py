@@ -14,6 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.stores import reviews
+from connectors.stores import accounts
+from aios.kernel import errors
+from aios.usecases import review_workflow as workflow
 from aios_assets.review import review_payouts
 from aios_resources import build_resources
 from connectors.payout import payouts_table
@@ -60,11 +63,11 @@ def _ledger_rows(env: ReviewEnv, claim_id: str) -> list[dict]:
             payouts_table.c.claim_id == claim_id))]
 
 
-def _approve(env: ReviewEnv, claim_id: str, user: reviews.User, reason: str = "documents consistent",
-             now: datetime | None = None) -> reviews.ActionResult:
-    reviews.claim_case(env.engine, claim_id, user, env.policy, env.threshold, now=now)
+def _approve(env: ReviewEnv, claim_id: str, user: accounts.User, reason: str = "documents consistent",
+             now: datetime | None = None) -> workflow.ActionResult:
+    workflow.claim_case(env.engine, claim_id, user, env.policy, env.threshold, now=now)
     later = now + timedelta(seconds=30) if now else None
-    return reviews.decide(env.engine, claim_id, user, "approve", reason, env.policy, env.threshold, now=later)
+    return workflow.record_review_decision(env.engine, claim_id, user, "approve", reason, env.policy, env.threshold, now=later)
 
 
 def test_nothing_is_paid_before_approval(env, instance):
@@ -97,8 +100,8 @@ def test_an_approval_that_arrives_twice_pays_once(env, instance):
     env.cases(DAY, {"C-1": (800.0, 0.12)})
     rita = env.user("rita", "reviewer")
     _approve(env, "C-1", rita)
-    with pytest.raises(reviews.Conflict, match="closed"):
-        reviews.decide(env.engine, "C-1", rita, "approve", "again", env.policy, env.threshold)
+    with pytest.raises(errors.Conflict, match="closed"):
+        workflow.record_review_decision(env.engine, "C-1", rita, "approve", "again", env.policy, env.threshold)
     first, second = _tick(env, instance), _tick(env, instance)
     # the same batch of approvals gives the same run key: the daemon launches it once
     assert [r.run_key for r in first.run_requests] == [r.run_key for r in second.run_requests]
@@ -139,9 +142,9 @@ def test_the_same_senior_cannot_give_both_approvals(env, instance):
     env.cases(DAY, {"BIG": (amount, 0.1)})
     sam = env.user("sam", "senior_reviewer")
     _approve(env, "BIG", sam)
-    reviews.claim_case(env.engine, "BIG", sam, env.policy)
-    with pytest.raises(reviews.Conflict, match="already approved"):
-        reviews.decide(env.engine, "BIG", sam, "approve", "still fine", env.policy)
+    workflow.claim_case(env.engine, "BIG", sam, env.policy)
+    with pytest.raises(errors.Conflict, match="already approved"):
+        workflow.record_review_decision(env.engine, "BIG", sam, "approve", "still fine", env.policy)
     assert env.status("BIG") == "open"
     assert not _tick(env, instance).run_requests
 
@@ -152,7 +155,7 @@ def test_two_different_seniors_approve_a_large_claim_and_it_is_paid_once(env, in
     rita = env.user("rita", "reviewer")
     sam, sue = env.user("sam", "senior_reviewer"), env.user("sue", "senior_reviewer")
     assert _approve(env, "BIG", rita).stage == "awaiting_second"  # a reviewer's approval is not a senior one
-    with pytest.raises(reviews.NotAllowed, match="only a senior reviewer"):
+    with pytest.raises(errors.NotAllowed, match="only a senior reviewer"):
         _approve(env, "BIG", env.user("rob", "reviewer"))
     assert _approve(env, "BIG", sam).stage == "awaiting_second"  # one senior so far
     done = _approve(env, "BIG", sue)
@@ -178,13 +181,13 @@ def test_payout_code_refuses_a_large_claim_without_four_eyes_even_if_marked_appr
 def test_rejected_claim_is_closed_and_never_paid(env, instance):
     env.cases(DAY, {"C-1": (800.0, 0.3)})
     rita = env.user("rita", "reviewer")
-    reviews.claim_case(env.engine, "C-1", rita, env.policy)
-    result = reviews.decide(env.engine, "C-1", rita, "reject", "invoice forged", env.policy)
+    workflow.claim_case(env.engine, "C-1", rita, env.policy)
+    result = workflow.record_review_decision(env.engine, "C-1", rita, "reject", "invoice forged", env.policy)
     assert result.status == "rejected" and env.status("C-1") == "rejected"
     assert not _tick(env, instance).run_requests
     assert _pay(env, instance, DAY)["paid"] == 0
-    with pytest.raises(reviews.Conflict, match="closed"):
-        reviews.claim_case(env.engine, "C-1", rita, env.policy)
+    with pytest.raises(errors.Conflict, match="closed"):
+        workflow.claim_case(env.engine, "C-1", rita, env.policy)
 
 
 def test_a_failed_gate_refuses_the_review_payout_and_keeps_the_case_approved(env, instance):
@@ -197,50 +200,50 @@ def test_a_failed_gate_refuses_the_review_payout_and_keeps_the_case_approved(env
 def test_escalated_case_is_decided_only_by_a_senior(env):
     env.cases(DAY, {"C-1": (800.0, 0.2)})
     rita, rob, sam = env.user("rita", "reviewer"), env.user("rob", "reviewer"), env.user("sam", "senior_reviewer")
-    reviews.claim_case(env.engine, "C-1", rita, env.policy)
-    assert reviews.decide(env.engine, "C-1", rita, "escalate", "needs a senior look", env.policy).stage == "escalated"
-    with pytest.raises(reviews.NotAllowed, match="senior"):
-        reviews.claim_case(env.engine, "C-1", rob, env.policy)
-    reviews.claim_case(env.engine, "C-1", sam, env.policy)
-    assert reviews.decide(env.engine, "C-1", sam, "approve", "explained by phone", env.policy).status == "approved"
+    workflow.claim_case(env.engine, "C-1", rita, env.policy)
+    assert workflow.record_review_decision(env.engine, "C-1", rita, "escalate", "needs a senior look", env.policy).stage == "escalated"
+    with pytest.raises(errors.NotAllowed, match="senior"):
+        workflow.claim_case(env.engine, "C-1", rob, env.policy)
+    workflow.claim_case(env.engine, "C-1", sam, env.policy)
+    assert workflow.record_review_decision(env.engine, "C-1", sam, "approve", "explained by phone", env.policy).status == "approved"
 
 
 def test_a_claimed_case_is_locked_for_others_until_released_or_expired(env):
     env.cases(DAY, {"C-1": (800.0, 0.2)})
     rita, rob = env.user("rita", "reviewer"), env.user("rob", "reviewer")
-    reviews.claim_case(env.engine, "C-1", rita, env.policy, now=T0)
-    with pytest.raises(reviews.Conflict, match="being worked by rita"):
-        reviews.claim_case(env.engine, "C-1", rob, env.policy, now=T0 + timedelta(minutes=5))
-    with pytest.raises(reviews.Conflict, match="rita"):
-        reviews.decide(env.engine, "C-1", rob, "approve", "ok", env.policy, now=T0 + timedelta(minutes=5))
+    workflow.claim_case(env.engine, "C-1", rita, env.policy, now=T0)
+    with pytest.raises(errors.Conflict, match="being worked by rita"):
+        workflow.claim_case(env.engine, "C-1", rob, env.policy, now=T0 + timedelta(minutes=5))
+    with pytest.raises(errors.Conflict, match="rita"):
+        workflow.record_review_decision(env.engine, "C-1", rob, "approve", "ok", env.policy, now=T0 + timedelta(minutes=5))
     later = T0 + reviews.LOCK_TTL + timedelta(seconds=1)
-    assert reviews.claim_case(env.engine, "C-1", rob, env.policy, now=later).action_id  # expired
-    with pytest.raises(reviews.Conflict):
-        reviews.decide(env.engine, "C-1", rita, "approve", "ok", env.policy, now=later)
+    assert workflow.claim_case(env.engine, "C-1", rob, env.policy, now=later).action_id  # expired
+    with pytest.raises(errors.Conflict):
+        workflow.record_review_decision(env.engine, "C-1", rita, "approve", "ok", env.policy, now=later)
     # released: the next reviewer takes it at once
-    reviews.release_case(env.engine, "C-1", rob, env.policy, now=later + timedelta(minutes=1))
-    assert reviews.claim_case(env.engine, "C-1", rita, env.policy, now=later + timedelta(minutes=2)).action_id
+    workflow.release_case(env.engine, "C-1", rob, env.policy, now=later + timedelta(minutes=1))
+    assert workflow.claim_case(env.engine, "C-1", rita, env.policy, now=later + timedelta(minutes=2)).action_id
 
 
 def test_bad_input_gets_a_clear_message(env):
     env.cases(DAY, {"C-1": (800.0, 0.2)})
     rita = env.user("rita", "reviewer")
-    with pytest.raises(reviews.CaseNotFound, match="no review case for claim 'NOPE'"):
-        reviews.claim_case(env.engine, "NOPE", rita, env.policy)
-    reviews.claim_case(env.engine, "C-1", rita, env.policy)
-    with pytest.raises(reviews.InvalidInput, match="reason"):
-        reviews.decide(env.engine, "C-1", rita, "approve", "   ", env.policy)
-    with pytest.raises(reviews.InvalidInput, match="decision"):
-        reviews.decide(env.engine, "C-1", rita, "pay-double", "why not", env.policy)
-    with pytest.raises(reviews.NotAllowed):
-        reviews.claim_case(env.engine, "C-1", env.user("ann", "analyst"), env.policy)
+    with pytest.raises(errors.CaseNotFound, match="no review case for claim 'NOPE'"):
+        workflow.claim_case(env.engine, "NOPE", rita, env.policy)
+    workflow.claim_case(env.engine, "C-1", rita, env.policy)
+    with pytest.raises(errors.InvalidInput, match="reason"):
+        workflow.record_review_decision(env.engine, "C-1", rita, "approve", "   ", env.policy)
+    with pytest.raises(errors.InvalidInput, match="decision"):
+        workflow.record_review_decision(env.engine, "C-1", rita, "pay-double", "why not", env.policy)
+    with pytest.raises(errors.NotAllowed):
+        workflow.claim_case(env.engine, "C-1", env.user("ann", "analyst"), env.policy)
 
 
 def test_reviewer_notes_are_stored_without_personal_data(env):
     env.cases(DAY, {"C-1": (800.0, 0.2)})
     rita = env.user("rita", "reviewer")
-    reviews.claim_case(env.engine, "C-1", rita, env.policy)
-    result = reviews.decide(env.engine, "C-1", rita, "approve", "called jane.doe@example.com, all fine", env.policy)
+    workflow.claim_case(env.engine, "C-1", rita, env.policy)
+    result = workflow.record_review_decision(env.engine, "C-1", rita, "approve", "called jane.doe@example.com, all fine", env.policy)
     assert "jane.doe@example.com" not in result.payload["reason"]
     assert "jane.doe@example.com" not in json.dumps(reviews.get_case(env.engine, "C-1").actions)
 
@@ -258,7 +261,7 @@ def test_sensor_reports_per_partition_how_many_claims_wait_for_people(env, insta
     # nothing new: no observation and no second cursor move
     quiet = _tick(env, instance, tick.cursor)
     assert quiet.asset_events == [] and quiet.cursor == tick.cursor
-    reviews.claim_case(env.engine, "B-1", rita, env.policy)
+    workflow.claim_case(env.engine, "B-1", rita, env.policy)
     moved = _tick(env, instance, tick.cursor)
     assert {e.partition: e.metadata["waiting_for_people"].value for e in moved.asset_events} == {"2026-10-02": 1}
 
@@ -289,8 +292,8 @@ def test_metrics_equal_hand_computed_values(env):
 
     def work(cid, user, start_h, seconds, decision):
         start = T0 + timedelta(hours=start_h)
-        reviews.claim_case(env.engine, cid, user, env.policy, th, now=start)
-        reviews.decide(env.engine, cid, user, decision, "reason", env.policy, th,
+        workflow.claim_case(env.engine, cid, user, env.policy, th, now=start)
+        workflow.record_review_decision(env.engine, cid, user, decision, "reason", env.policy, th,
                        now=start + timedelta(seconds=seconds))
 
     work("A", rita, 1, 120, "approve")   # leans approve, approved: agrees

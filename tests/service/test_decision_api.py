@@ -11,7 +11,6 @@ from datetime import date
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from aios.kernel.db import get_engine
 from aios.kernel.settings import Settings
@@ -31,6 +30,11 @@ from connectors.registry import load_by_alias, load_model, log_and_register, res
 from models.validation import validate_claims
 from service.app import create_app
 from service.decisions_api import ACTOR, field_name
+
+try:
+    from tests.apikit import as_client, register_client
+except ImportError:  # tests/ itself is on sys.path
+    from apikit import as_client, register_client
 
 API_DAY = date(2026, 11, 25)
 BATCH_DAY = "2026-11-12"  # each test module drops its own day into the shared session home
@@ -70,7 +74,10 @@ def _batch_models(settings: Settings) -> DecisionModels:
 
 @pytest.fixture(scope="module")
 def client(trained):
-    with TestClient(create_app(trained, pin_check_seconds=0.2)) as c:
+    """The service as a registered client holding every scope (`c.client_id` names it)."""
+    client_id, key = register_client(trained, "decision-api-tests")
+    with as_client(create_app(trained, pin_check_seconds=0.2), key) as c:
+        c.client_id = client_id
         yield c
 
 
@@ -110,7 +117,8 @@ def test_api_decisions_equal_those_the_dagster_batch_stored(run_day, trained, tm
     payloads = [_payload(r) for r in landed.to_dict("records") if r["claim_id"] in stored.index][:100]
     # a second service on its own decision store: the main store already holds these claims (a 409 there)
     apart = trained.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'api.db'}"})
-    with TestClient(create_app(apart)) as other:
+    _, key = register_client(apart, "apart")
+    with as_client(create_app(apart), key) as other:
         response = other.post("/v1/decisions", json=payloads)
     assert response.status_code == 200, response.text
     api = pd.DataFrame([_as_row(d) for d in response.json()["decisions"]]).set_index("claim_id")
@@ -182,7 +190,8 @@ def test_get_returns_the_stored_decision_and_the_ledger_holds_it(client, trained
 
     rows = AuditLedger(get_engine(trained.db_url)).rows(decision["claim_id"])
     decided = [r for r in rows if r.event == "decision"]
-    assert len(decided) == 1 and decided[0].actor == ACTOR and decided[0].trace_id == decision["trace_id"]
+    assert len(decided) == 1 and decided[0].actor == f"client:{client.client_id}"
+    assert decided[0].trace_id == decision["trace_id"]
     assert json.loads(decided[0].versions) == decision["versions"]
     assert decided[0].snapshot_hash == decision["snapshot_hash"]
     assert json.loads(decided[0].payload)["route"] == decision["route"]
@@ -191,7 +200,8 @@ def test_get_returns_the_stored_decision_and_the_ledger_holds_it(client, trained
 def test_the_sync_path_records_the_policy_in_force_once_before_its_first_decision(trained, tmp_path):
     records, _ = _claims(trained, API_DAY, 3, "API-POL-")
     apart = trained.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'policy.db'}"})
-    with TestClient(create_app(apart)) as other:
+    _, key = register_client(apart, "policy-in-force")
+    with as_client(create_app(apart), key) as other:
         for i in range(2):
             assert other.post("/v1/decisions", json=_payload(records.iloc[i].to_dict())).status_code == 200
     rows = AuditLedger(get_engine(apart.db_url)).rows()
@@ -242,8 +252,10 @@ def test_a_moved_alias_is_picked_up_without_a_failed_request(client, trained):
     new = log_and_register(load_model(s.mlflow_uri, s.model_name, old.version), tracking_uri=s.mlflow_uri,
                            artifact_root=s.mlflow_artifacts_dir, name=s.model_name, alias=None,
                            metrics={}, params={"retrained_for": "test_decision_api"})
-    records, _ = _claims(s, API_DAY, 3, "API-PIN-")
-    payload = _payload(records.iloc[0].to_dict())
+    records, _ = _claims(s, API_DAY, 6, "API-PIN-")
+    # re-submitted again and again: a claim without an open review case (one under review is not replaced)
+    first = client.post("/v1/decisions", json=[_payload(r) for r in records.to_dict("records")]).json()["decisions"]
+    payload = next(_payload(r) for r, d in zip(records.to_dict("records"), first) if d["route"] != "human_review")
     seen: list[tuple[int, str]] = []
     mover = threading.Timer(0.5, set_alias, args=(s.mlflow_uri, s.model_name, s.model_alias, new.version))
     mover.start()

@@ -13,6 +13,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from connectors.stores import reviews
+from connectors.stores import accounts
+from connectors.stores import sessions
+from aios.usecases import review_workflow as workflow
 from connectors.stores.decisions import review_cases
 from service.review import install
 
@@ -83,7 +86,7 @@ def _claim(w: World, role: str) -> dict:
 def _release(w: World, role: str) -> dict:
     cid = w.new_case()
     if w.env.policy.is_allowed(role, "claim_case"):
-        reviews.claim_case(w.env.engine, cid, reviews.User(f"u-{role}", role), w.env.policy)
+        workflow.claim_case(w.env.engine, cid, accounts.User(f"u-{role}", role), w.env.policy)
     return {"method": "POST", "url": f"/review/cases/{cid}/release", "data": {}}
 
 
@@ -91,7 +94,7 @@ def _decide(decision: str) -> Prepare:
     def prep(w: World, role: str) -> dict:
         cid = w.new_case()
         if w.env.policy.is_allowed(role, "claim_case"):
-            reviews.claim_case(w.env.engine, cid, reviews.User(f"u-{role}", role), w.env.policy)
+            workflow.claim_case(w.env.engine, cid, accounts.User(f"u-{role}", role), w.env.policy)
         return {"method": "POST", "url": f"/review/cases/{cid}/decision",
                 "data": {"decision": decision, "reason": "checked the invoice"}}
     return prep
@@ -108,6 +111,14 @@ def _disable(w: World, role: str) -> dict:
     name = f"victim-{w.counter[0]}"
     w.env.user(name, "reviewer")
     return {"method": "POST", "url": f"/review/users/{name}/active", "data": {"active": "0"}}
+
+
+def _confirm(w: World, role: str) -> dict:
+    w.counter[0] += 1
+    name = f"pending-{w.counter[0]}"
+    accounts.create_user(w.env.engine, name, "senior_reviewer", PASSWORD, w.env.policy.roles,
+                         created_by="another-admin", pending=True)
+    return {"method": "POST", "url": f"/review/users/{name}/confirm", "data": {}}
 
 
 EVERY_SIGNED_IN = set(ROLES)
@@ -130,6 +141,7 @@ ENDPOINTS: dict[str, tuple[Prepare, set[str], int]] = {
     "GET /review/users": (_get("/review/users"), {"admin"}, 200),
     "POST /review/users": (_new_user, {"admin"}, 303),
     "POST /review/users/{name}/active": (_disable, {"admin"}, 303),
+    "POST /review/users/{name}/confirm": (_confirm, {"admin"}, 303),
 }
 
 
@@ -138,7 +150,7 @@ def _state(w: World) -> tuple:
         cases = conn.execute(sa.select(review_cases.c.claim_id, review_cases.c.status)
                              .order_by(review_cases.c.claim_id)).all()
         acts = conn.execute(sa.select(sa.func.count()).select_from(reviews.review_actions)).scalar_one()
-    return tuple(cases), acts, tuple((u["name"], u["active"]) for u in reviews.list_users(w.env.engine))
+    return tuple(cases), acts, tuple((u["name"], u["active"], u["pending"]) for u in accounts.list_users(w.env.engine))
 
 
 @pytest.mark.parametrize("role", [*ROLES, ANON])
@@ -244,7 +256,7 @@ def test_a_wrong_password_is_refused(world, name, password):
 def test_a_disabled_account_cannot_sign_in_and_loses_its_session(world):
     world.env.user("gone", "reviewer")
     client, _ = sign_in(TestClient(world.app), "gone")
-    reviews.set_active(world.env.engine, "gone", False)
+    workflow.set_account_active(world.env.engine, "gone", False)
     assert client.get("/review/queue", follow_redirects=False).status_code == 303
     token = _CSRF.search(client.get("/review/login").text).group(1)
     r = client.post("/review/login", data={"username": "gone", "password": PASSWORD, "csrf_token": token},
@@ -255,7 +267,7 @@ def test_a_disabled_account_cannot_sign_in_and_loses_its_session(world):
 def test_passwords_and_session_tokens_never_reach_logs_or_the_database(world, caplog):
     caplog.set_level(logging.DEBUG)
     secret = "s3cret-Passw0rd-for-logs"
-    reviews.create_user(world.env.engine, "logcheck", "reviewer", secret, world.env.policy.roles, "test")
+    accounts.create_user(world.env.engine, "logcheck", "reviewer", secret, world.env.policy.roles, "test")
     client = TestClient(world.app)
     token = _CSRF.search(client.get("/review/login").text).group(1)
     # a failed attempt with the password typed into the name field, then a good one
@@ -273,7 +285,7 @@ def test_passwords_and_session_tokens_never_reach_logs_or_the_database(world, ca
     assert "logcheck signed in" in logged  # the log is captured at all
     assert secret not in logged and session_token not in logged
     with world.env.engine.connect() as conn:
-        dump = " ".join(str(tuple(row)) for t in (reviews.review_users, reviews.review_sessions)
+        dump = " ".join(str(tuple(row)) for t in (accounts.review_users, sessions.review_sessions)
                         for row in conn.execute(sa.select(t)))
     assert secret not in dump and session_token not in dump
 
@@ -282,11 +294,11 @@ def test_session_expires_when_idle(world):
     from datetime import timedelta
 
     user = world.env.user("idler", "reviewer")
-    s = reviews.create_session(world.env.engine, user)
-    assert reviews.load_session(world.env.engine, s.token) is not None
-    later = reviews.utcnow() + reviews.SESSION_IDLE + timedelta(minutes=1)
-    assert reviews.load_session(world.env.engine, s.token, now=later) is None
-    assert reviews.load_session(world.env.engine, s.token) is None  # and it is gone
+    s = sessions.create_session(world.env.engine, user)
+    assert sessions.load_session(world.env.engine, s.token) is not None
+    later = accounts.utcnow() + sessions.SESSION_IDLE + timedelta(minutes=1)
+    assert sessions.load_session(world.env.engine, s.token, now=later) is None
+    assert sessions.load_session(world.env.engine, s.token) is None  # and it is gone
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,9 +312,9 @@ def test_unknown_claim_gets_a_clear_404(world):
 
 def test_a_decision_on_a_closed_case_gets_a_clear_message(world):
     cid = world.new_case()
-    user = reviews.User("u-reviewer", "reviewer")
-    reviews.claim_case(world.env.engine, cid, user, world.env.policy)
-    reviews.decide(world.env.engine, cid, user, "reject", "forged", world.env.policy)
+    user = accounts.User("u-reviewer", "reviewer")
+    workflow.claim_case(world.env.engine, cid, user, world.env.policy)
+    workflow.record_review_decision(world.env.engine, cid, user, "reject", "forged", world.env.policy)
     r = world.clients["reviewer"].post(f"/review/cases/{cid}/decision", data={
         "csrf_token": world.csrf["reviewer"], "decision": "approve", "reason": "changed my mind"})
     assert r.status_code == 409 and "is closed" in r.text and "Traceback" not in r.text
@@ -310,7 +322,7 @@ def test_a_decision_on_a_closed_case_gets_a_clear_message(world):
 
 def test_a_missing_reason_gets_a_clear_message(world):
     cid = world.new_case()
-    reviews.claim_case(world.env.engine, cid, reviews.User("u-reviewer", "reviewer"), world.env.policy)
+    workflow.claim_case(world.env.engine, cid, accounts.User("u-reviewer", "reviewer"), world.env.policy)
     r = world.clients["reviewer"].post(f"/review/cases/{cid}/decision", data={
         "csrf_token": world.csrf["reviewer"], "decision": "approve", "reason": "  "})
     assert r.status_code == 400 and "give a reason" in r.text
@@ -345,7 +357,8 @@ def test_pages_carry_security_headers(world):
 def test_the_service_app_mounts_the_review_ui(world):
     from service.app import create_app
 
-    client = TestClient(create_app(world.env.settings))  # no lifespan: models are not needed for this
+    # an allowed host (settings.allowed_hosts); no lifespan: models are not needed for this
+    client = TestClient(create_app(world.env.settings), base_url="http://127.0.0.1")
     assert client.get("/review/login").status_code == 200
     assert client.get("/review/queue", follow_redirects=False).headers["location"].startswith("/review/login")
 
@@ -363,7 +376,7 @@ def test_aios_users_add_creates_a_hashed_account_that_can_sign_in(settings):
     assert r.exit_code == 0, r.output
     assert secret not in r.output
     engine = get_engine(settings.db_url)
-    assert reviews.authenticate(engine, "cli-made", secret) == reviews.User("cli-made", "senior_reviewer")
+    assert accounts.verify_password(engine, "cli-made", secret) == accounts.User("cli-made", "senior_reviewer")
     again = runner.invoke(users_app, ["add", "cli-made", "--role", "reviewer", "--password-stdin"], input="x" * 12)
     assert again.exit_code == 2 and "already exists" in again.output
     bad = runner.invoke(users_app, ["add", "someone", "--role", "superuser", "--password-stdin"], input="x" * 12)

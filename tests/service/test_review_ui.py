@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.stores import reviews
+from connectors.stores import accounts
 from aios.kernel.db import get_engine
 from aios.kernel.settings import PROJECT_ROOT
 from connectors.stores.decisions import decisions_table, review_cases
@@ -76,15 +77,16 @@ def server(trained):
     thread.join(timeout=15)
 
 
-def _pick_case(engine: sa.Engine, four_eyes_amount: float) -> str:
-    """An open case of the day a single reviewer may approve, preferring one with uncertainty drivers."""
-    q = (sa.select(review_cases.c.claim_id, decisions_table.c.uncertainty_drivers)
+def _pick_case(engine: sa.Engine, policy) -> str:
+    """An open case of the day a single reviewer may approve (four eyes in the policy's currency), preferring
+    one with uncertainty drivers."""
+    q = (sa.select(review_cases.c.claim_id, review_cases.c.amount, review_cases.c.currency,
+                   decisions_table.c.uncertainty_drivers)
          .join(decisions_table, decisions_table.c.claim_id == review_cases.c.claim_id)
-         .where((review_cases.c.partition == DAY) & (review_cases.c.status == "open")
-                & (review_cases.c.amount <= four_eyes_amount))
+         .where((review_cases.c.partition == DAY) & (review_cases.c.status == "open"))
          .order_by(review_cases.c.sla_due_at, review_cases.c.claim_id))
     with engine.connect() as conn:
-        rows = conn.execute(q).all()
+        rows = [r for r in conn.execute(q).all() if not policy.needs_four_eyes(r.amount, r.currency)]
     assert rows, "the day produced no case a single reviewer may approve"
     with_drivers = [r.claim_id for r in rows if json.loads(r.uncertainty_drivers)]
     return (with_drivers or [r.claim_id for r in rows])[0]
@@ -113,9 +115,9 @@ def test_a_reviewer_approves_a_case_in_the_browser_and_the_next_tick_pays_it_onc
     engine = get_engine(trained.db_url)
     policy = load_policy_set()
     for name, role in (("rita", "reviewer"), ("alan", "analyst")):
-        if name not in {u["name"] for u in reviews.list_users(engine)}:
-            reviews.create_user(engine, name, role, PASSWORD, policy.roles, created_by="test")
-    claim_id = _pick_case(engine, policy.four_eyes_amount)
+        if name not in {u["name"] for u in accounts.list_users(engine)}:
+            accounts.create_user(engine, name, role, PASSWORD, policy.roles, created_by="test")
+    claim_id = _pick_case(engine, policy)
     ARTIFACTS.mkdir(exist_ok=True)
     paid_before = _paid(engine, DAY)
 

@@ -185,10 +185,10 @@ def test_refused_reload_keeps_previous_policy_in_force(policy_dir: Path) -> None
     edit(policy_dir / "routing.yaml", "{p_fraud: 0.35, amount: 100.0}, expect: refer_siu",
          "{p_fraud: 0.35, amount: 100.0}, expect: human_review")
     edit(policy_dir / "routing.yaml", "version: \"1.1.0\"", "version: \"1.2.0\"")
-    edit(policy_dir / "policyset.yaml", "version: \"2.0.0\"", "version: \"2.1.0\"")
+    edit(policy_dir / "policyset.yaml", "version: \"2.1.0\"", "version: \"2.2.0\"")
     result = reload_policy_set(before)
     assert result.ok and result.policy_set is not before and result.policy_set.digest != before.digest
-    assert result.policy_set.label.endswith("@2.1.0") and result.policy_set.versions["routing"].endswith("@1.2.0")
+    assert result.policy_set.label.endswith("@2.2.0") and result.policy_set.versions["routing"].endswith("@1.2.0")
     assert result.policy_set.route([0.4], [10.0]).tolist() == ["human_review"]
 
 
@@ -212,9 +212,9 @@ def test_one_policy_set_per_process_until_a_file_changes(policy_dir: Path) -> No
     first = policy_set_in_force(policy_dir)
     assert policy_set_in_force(policy_dir) is first
     assert policy_set_in_force(policy_dir / "policyset.yaml") is first
-    edit(policy_dir / "policyset.yaml", "version: \"2.0.0\"", "version: \"2.0.1\"")
+    edit(policy_dir / "policyset.yaml", "version: \"2.1.0\"", "version: \"2.1.1\"")
     again = policy_set_in_force(policy_dir)
-    assert again is not first and again.label.endswith("@2.0.1")
+    assert again is not first and again.label.endswith("@2.1.1")
 
 
 def test_reload_policy_set_function(policy: PolicySet, policy_dir: Path) -> None:
