@@ -253,10 +253,15 @@ class AuditLedger:
                 conn.rollback()
                 raise
 
-    def _write(self, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not prepared:
+    def _write(self, prepared: list[dict[str, Any]],
+               before: Callable[[sa.Connection], Any] | None = None) -> list[dict[str, Any]]:
+        if not prepared and before is None:
             return []
         with self._locked() as (conn, seq, prev, last_at):
+            if before is not None:
+                before(conn)
+            if not prepared:
+                return []
             now = format_ts(self._clock()) if self._clock else utc_now()
             at = max(now, last_at)  # never before the previous row, even if clocks differ
             rows = []
@@ -283,6 +288,17 @@ class AuditLedger:
         Each row is a mapping with `event`, `actor` and optionally `payload`, `claim_id`, `versions`,
         `snapshot_hash`, `trace_id`.
         """
+        return len(self._write(self._checked(rows)))
+
+    def append_many_after(self, before: Callable[[sa.Connection], Any], rows: Iterable[Mapping[str, Any]]) -> int:
+        """Group commit: `before(conn)` (the writes the rows record), then the rows, in ONE transaction that
+        holds the append lock; all of it is kept or none. Returns the number of rows appended.
+
+        Rows are checked as `append_many` checks them, before the transaction starts.
+        """
+        return len(self._write(self._checked(rows), before))
+
+    def _checked(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         prepared = []
         for i, r in enumerate(rows):
             unknown = set(r) - _ROW_KEYS
@@ -292,7 +308,7 @@ class AuditLedger:
                 raise ValueError(f"row {i}: `event` and `actor` are required")
             prepared.append(_prepare(r["event"], r["actor"], r.get("payload"), r.get("claim_id"),
                                      r.get("versions"), r.get("snapshot_hash"), r.get("trace_id")))
-        return len(self._write(prepared))
+        return prepared
 
     # reading -------------------------------------------------------------------------------------
     @contextmanager
