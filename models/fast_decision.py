@@ -118,6 +118,15 @@ def snapshot_record(claim_id: str, features: Mapping[str, Any]) -> dict[str, Any
 # the classifier, taken apart once
 
 
+def _calibrate(calibrator: Any, raw: np.ndarray) -> np.ndarray:
+    """`calibrator.predict(raw)`; for isotonic calibration its own steps (clip, then the fitted interpolation,
+    as `IsotonicRegression._transform` does) without re-validating a float64 vector on every call."""
+    if (type(calibrator).__name__ == "IsotonicRegression" and calibrator.out_of_bounds == "clip"
+            and getattr(calibrator, "X_thresholds_", raw).dtype == raw.dtype):
+        return calibrator.f_(np.clip(raw, calibrator.X_min_, calibrator.X_max_)).astype(raw.dtype)
+    return calibrator.predict(raw)
+
+
 class FastScorer:
     """The calibrated classifier's `predict_proba(...)[:, 1]` on encoded rows, without per-call validation."""
 
@@ -183,7 +192,7 @@ class FastScorer:
             for tree in trees:  # the order _raw_predict adds them in
                 raw[:, 0] += tree.predict(X, known, f_idx_map, 1)
             proba = np.zeros((len(rows), self.n_classes))
-            proba[:, 1] = calibrator.predict(raw[:, 0])
+            proba[:, 1] = _calibrate(calibrator, raw[:, 0])
             proba[:, 0] = 1.0 - proba[:, 1]
             mean += proba
         mean /= len(self._members)
