@@ -99,19 +99,22 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self) -> None:
-        """Block until /readyz answers 200 (bounded)."""
+        """Block until /readyz answers 200 twenty times in a row, on fresh connections so every worker
+        process is asked (bounded)."""
         import httpx
 
         deadline = time.monotonic() + READY_TIMEOUT_S
+        streak = 0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {(self.workdir / 'server.log').read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
+                streak = streak + 1 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200 else 0
             except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
+                streak = 0
+            if streak >= 20:
+                return
+            time.sleep(0.05 if streak else 0.25)
         raise TimeoutError(f"server not ready after {READY_TIMEOUT_S} s")
 
     def stop(self) -> None:
@@ -274,9 +277,13 @@ def run(quick: bool = False, rate: float = 200.0, seconds: float | None = None,
                   flush=True)
             base = measure_load(settings, rate, baseline_seconds, payloads=take(int(rate * baseline_seconds)),
                                 fast_path=False, workers=1, db_url=url)
+            print(f"[bench_api]   baseline p50/p95/p99 {base['p50']:.1f}/{base['p95']:.1f}/{base['p99']:.1f} ms, "
+                  f"errors {base['errors']}, achieved {base['achieved_rps']}/s", flush=True)
             print(f"[bench_api] {profile}: fast path, {workers} workers, {rate:.0f}/s for {seconds:.0f} s", flush=True)
             main = measure_load(settings, rate, seconds, payloads=take(int(rate * seconds)), fast_path=True,
                                 workers=workers, db_url=url)
+            print(f"[bench_api]   fast p50/p95/p99 {main['p50']:.1f}/{main['p95']:.1f}/{main['p99']:.1f} ms, "
+                  f"errors {main['errors']}, achieved {main['achieved_rps']}/s", flush=True)
             print(f"[bench_api] {profile}: rate sweep (p95 <= {KNEE_P95_MS:.0f} ms)", flush=True)
             sweep = knee(settings, rates, sweep_seconds, take(int(sum(r * sweep_seconds for r in rates))),
                          fast_path=True, workers=workers, db_url=url)

@@ -128,3 +128,28 @@ def test_two_workers_under_concurrent_requests_keep_every_decision_and_one_valid
     assert all(events == ["score", "posterior", "decision"] for events in by_claim.values())
     assert stored == {c: d["snapshot_hash"] for c, d in decided.items()}
     assert snaps == set(stored.values())
+
+
+def test_a_group_commit_that_fails_keeps_none_of_its_writes(tmp_path):
+    from aios.kernel.db import ensure_tables
+    from connectors.stores.decisions import decisions_table
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    ensure_tables(engine)
+    ledger = AuditLedger(engine)
+    ledger.append("ingest_batch", "test@1", {"n": 1})
+
+    def writes_then_fails(conn: sa.Connection) -> None:
+        conn.execute(decisions_table.insert(), [{
+            "claim_id": "G-1", "partition": "api-x", "amount": 1.0, "currency": "EUR", "score": 0.1, "p_fraud": 0.1,
+            "p_fraud_low": 0.0, "p_fraud_high": 0.2, "route": "auto_approve", "rationale": "[]",
+            "uncertainty_drivers": "[]", "versions": "{}", "snapshot_hash": "h", "decided_at": "now"}])
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        ledger.append_many_after(writes_then_fails, [{"event": "decision", "actor": "test@1", "claim_id": "G-1"}])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(decisions_table)).scalar() == 0
+    assert ledger.count() == 1 and ledger.verify().ok
+    n = ledger.append_many_after(lambda conn: None, [{"event": "decision", "actor": "test@1", "claim_id": "G-2"}])
+    assert n == 1 and ledger.count() == 2 and ledger.verify().ok
