@@ -118,71 +118,6 @@ def snapshot_record(claim_id: str, features: Mapping[str, Any]) -> dict[str, Any
 # the classifier, taken apart once
 
 
-class _Forest:
-    """All trees of a fitted HistGradientBoosting model in flat arrays, walked together: per row and tree the
-    leaf `TreePredictor.predict` reaches (the same comparisons: NaN and negative or unknown categories follow
-    `missing_go_to_left`, known categories the tree's left bitset, numbers `<= num_threshold`)."""
-
-    def __init__(self, trees: list[Any], known_cat_bitsets: np.ndarray, f_idx_map: np.ndarray) -> None:
-        nodes, bitsets, roots = [], [], []
-        n_nodes = n_bits = 0
-        for tree in trees:
-            nd = tree.nodes.copy()
-            roots.append(n_nodes)
-            nd["left"] += n_nodes
-            nd["right"] += n_nodes
-            nd["bitset_idx"] += n_bits
-            nodes.append(nd)
-            bitsets.append(np.asarray(tree.raw_left_cat_bitsets).reshape(-1, 8))
-            n_nodes += len(nd)
-            n_bits += bitsets[-1].shape[0]
-        flat = np.concatenate(nodes)
-        self.roots = np.array(roots, dtype=np.int64)
-        self.value = flat["value"].astype(np.float64)
-        self.feature = flat["feature_idx"].astype(np.int64)
-        self.threshold = flat["num_threshold"].astype(np.float64)
-        self.missing_left = flat["missing_go_to_left"].astype(bool)
-        self.left = flat["left"].astype(np.int64)
-        self.right = flat["right"].astype(np.int64)
-        self.leaf = flat["is_leaf"].astype(bool)
-        self.categorical = flat["is_categorical"].astype(bool)
-        self.bitset = flat["bitset_idx"].astype(np.int64)
-        self.left_bits = np.concatenate(bitsets) if n_bits else np.zeros((1, 8), dtype=np.uint32)
-        self.known_bits = np.asarray(known_cat_bitsets).reshape(-1, 8)
-        self.f_idx_map = np.asarray(f_idx_map, dtype=np.int64)
-        self.depth = int(flat["depth"].max()) + 1
-        self.any_categorical = bool(self.categorical.any())
-
-    @staticmethod
-    def _in_bitset(bits: np.ndarray, row: np.ndarray, val: np.ndarray) -> np.ndarray:
-        return ((bits[row, val >> 5] >> (val & 31).astype(bits.dtype)) & 1).astype(bool)
-
-    def leaf_values(self, X: np.ndarray) -> np.ndarray:
-        """(rows, trees) leaf values for the encoded rows `X`."""
-        node = np.broadcast_to(self.roots, (X.shape[0], len(self.roots))).copy()
-        rows = np.arange(X.shape[0])[:, None]
-        for _ in range(self.depth):
-            leaf = self.leaf[node]
-            if leaf.all():
-                break
-            x = X[rows, self.feature[node]]
-            nan = np.isnan(x)
-            left = x <= self.threshold[node]
-            missing_left = self.missing_left[node]
-            if self.any_categorical:
-                cat = self.categorical[node] & ~nan
-                if cat.any():
-                    val = np.where(cat & (x >= 0), x, 0).astype(np.uint8).astype(np.int64)
-                    in_left = self._in_bitset(self.left_bits, self.bitset[node], val)
-                    known = self._in_bitset(self.known_bits, self.f_idx_map[self.feature[node]], val)
-                    cat_left = np.where(x < 0, missing_left, np.where(in_left, True, np.where(known, False,
-                                                                                               missing_left)))
-                    left = np.where(cat, cat_left, left)
-            left = np.where(nan, missing_left, left)
-            node = np.where(leaf, node, np.where(left, self.left[node], self.right[node]))
-        return self.value[node]
-
-
 def _calibrate(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     """`calibrator.predict(raw)`; for isotonic calibration its own steps (clip, then the fitted interpolation,
     as `IsotonicRegression._transform` does) without re-validating a float64 vector on every call."""
@@ -210,8 +145,8 @@ class FastScorer:
                 if model.n_trees_per_iteration_ != 1:
                     raise FastPathUnsupported("multi-class boosting")
                 known, f_idx_map = model._bin_mapper.make_known_categories_bitsets()
-                trees = _Forest([p[0] for p in model._predictors], known, f_idx_map)
-                self._members.append((self._encoder_plan(encode), model._baseline_prediction, trees,
+                trees = [p[0] for p in model._predictors]
+                self._members.append((self._encoder_plan(encode), model._baseline_prediction, trees, known, f_idx_map,
                                       cc.calibrators[0]))
         except (AttributeError, KeyError, TypeError) as exc:
             raise FastPathUnsupported(f"classifier {type(classifier).__name__} is not the encode+boosting+"
@@ -250,13 +185,12 @@ class FastScorer:
     def score(self, rows: list[list[Any]]) -> np.ndarray:
         """Calibrated probability of the positive class per row (values in `self.columns` order)."""
         mean = np.zeros((len(rows), self.n_classes))
-        for plan, baseline, forest, calibrator in self._members:
+        for plan, baseline, trees, known, f_idx_map, calibrator in self._members:
             X = self._encode(plan, rows)
             raw = np.zeros((len(rows), 1), dtype=baseline.dtype, order="F")
             raw += baseline
-            leaves = forest.leaf_values(X)
-            # _raw_predict adds tree by tree to the baseline; cumsum accumulates in that order (not pairwise)
-            raw[:, 0] = np.cumsum(np.concatenate([raw, leaves], axis=1), axis=1)[:, -1]
+            for tree in trees:  # the order _raw_predict adds them in
+                raw[:, 0] += tree.predict(X, known, f_idx_map, 1)
             proba = np.zeros((len(rows), self.n_classes))
             proba[:, 1] = _calibrate(calibrator, raw[:, 0])
             proba[:, 0] = 1.0 - proba[:, 1]
