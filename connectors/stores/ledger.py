@@ -74,6 +74,11 @@ audit_ledger_head = sa.Table(
 )
 
 
+# built once: the append path runs them on every group commit
+_HEAD_FOR_UPDATE = sa.select(audit_ledger_head).where(audit_ledger_head.c.id == 1).with_for_update()
+_LAST_ROW = sa.select(audit_ledger.c.seq, audit_ledger.c.hash).order_by(audit_ledger.c.seq.desc()).limit(1)
+
+
 class LedgerError(RuntimeError):
     """The ledger cannot append (e.g. its head does not match its last row: run `aios audit verify`)."""
 
@@ -219,6 +224,7 @@ class AuditLedger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._clock = clock
+        self._head_seen = False
         if ensure_schema:
             ensure_ledger_schema(engine)
 
@@ -231,18 +237,20 @@ class AuditLedger:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 init = {"id": 1, "seq": 0, "hash": GENESIS_HASH, "at": ""}
-                if self.dialect == "postgresql":
-                    conn.execute(pg.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
-                elif self.dialect == "sqlite":
-                    conn.execute(sqlite_dialect.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
-                head = conn.execute(sa.select(audit_ledger_head).where(audit_ledger_head.c.id == 1)
-                                    .with_for_update()).first()
+                # The head row, once there, is never deleted (the guards refuse it): a process that saw it
+                # skips the insert-if-missing round on the hot path.
+                head = conn.execute(_HEAD_FOR_UPDATE).first() if self._head_seen else None
+                if head is None:
+                    if self.dialect == "postgresql":
+                        conn.execute(pg.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
+                    elif self.dialect == "sqlite":
+                        conn.execute(sqlite_dialect.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
+                    head = conn.execute(_HEAD_FOR_UPDATE).first()
                 if head is None:
                     conn.execute(audit_ledger_head.insert().values(**init))
-                    head = conn.execute(sa.select(audit_ledger_head).where(audit_ledger_head.c.id == 1)
-                                        .with_for_update()).one()
-                last = conn.execute(sa.select(audit_ledger.c.seq, audit_ledger.c.hash)
-                                    .order_by(audit_ledger.c.seq.desc()).limit(1)).first()
+                    head = conn.execute(_HEAD_FOR_UPDATE).one()
+                self._head_seen = True
+                last = conn.execute(_LAST_ROW).first()
                 last_seq, last_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
                 if (last_seq, last_hash) != (head.seq, head.hash):
                     raise LedgerError(f"ledger head (seq {head.seq}) does not match its last row (seq {last_seq}); "
