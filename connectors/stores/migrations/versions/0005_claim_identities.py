@@ -1,0 +1,46 @@
+"""claim_identities: one identity per claim id across inbox, bus and API
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-30 14:00:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('claim_identities',
+    sa.Column('seq', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('claim_id', sa.String(), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('source', sa.String(), nullable=False),
+    sa.Column('partition', sa.String(length=40), nullable=False),
+    sa.Column('registered_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('claim_id', name='uq_claim_identities_claim_id')
+    )
+    op.create_index('ix_claim_identities_partition', 'claim_identities', ['partition'], unique=False)
+    # Claims landed from the bus before this revision own their ids, with the hash of what landed.
+    from aios.kernel.contracts import Claim, claim_content_hash
+
+    conn = op.get_bind()
+    landed = sa.table('landed_claims', sa.column('id'), sa.column('claim_id'), sa.column('source'),
+                      sa.column('partition'), sa.column('payload'), sa.column('landed_at'))
+    identities = sa.table('claim_identities', sa.column('claim_id'), sa.column('content_hash'),
+                          sa.column('source'), sa.column('partition'), sa.column('registered_at'))
+    rows = [{"claim_id": r.claim_id, "content_hash": claim_content_hash(Claim.model_validate_json(r.payload)),
+             "source": r.source, "partition": r.partition, "registered_at": r.landed_at}
+            for r in conn.execute(sa.select(landed).order_by(landed.c.id))]
+    if rows:
+        conn.execute(identities.insert(), rows)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_claim_identities_partition', table_name='claim_identities')
+    op.drop_table('claim_identities')
