@@ -18,6 +18,9 @@ is landed twice or lost.
 - Whether a day needs a run is read from here (`undecided_days`): registered claims
   that are neither decided nor quarantined, so no crash between land, ack and run
   request can leave a day undecided.
+- The continuous consumer (`aios land`) first persists each pulled batch as ONE row of
+  `landing_journal` and acks it (the broker's speed), then lands journal rows behind
+  (`land_journal`) and marks each landed only after its landing committed.
 - Each landing writes a `landing_batches` row; the batch id is derived from the
   source and the sorted message ids, so a retried batch gets the same id.
 
@@ -31,10 +34,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -108,7 +112,19 @@ claim_identities = sa.Table(
     sa.Index("ix_claim_identities_partition", "partition"),
 )
 
-LANDING_TABLES = (landing_batches, landed_claims, dead_letters, claim_identities)
+landing_journal = sa.Table(
+    "landing_journal",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("messages", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False, doc="the batch as pulled: framed (message id, payload) pairs"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("landed_at", sa.DateTime(timezone=True), nullable=True, doc="NULL until landed; purged later"),
+    sa.Index("ix_landing_journal_pending", "source", "landed_at", "id"),
+)
+JOURNAL_KEEP = timedelta(hours=1)  # landed journal rows are kept this long (replay, measurement), then purged
+LANDING_TABLES = (landing_batches, landed_claims, dead_letters, claim_identities, landing_journal)
 CLAIM_COLUMNS: tuple[str, ...] = tuple(Claim.model_fields)
 MAX_ID_CHARS = 512  # longer ids are refused (dead-lettered): unique btree entries have a size cap
 
@@ -644,3 +660,83 @@ def max_registered_seq(engine: sa.Engine, partition: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(claim_identities.c.seq), 0)).where(
             claim_identities.c.partition == partition)).scalar_one())
+
+
+# -- the landing journal: persisted at the broker's speed, landed behind ---------------------------
+_FRAME = struct.Struct(">II")
+
+
+def encode_batch(messages: Sequence[BusMessage]) -> bytes:
+    """The messages' ids and payloads as one byte string (length-prefixed frames)."""
+    parts = []
+    for m in messages:
+        mid = m.message_id.encode()
+        data = bytes(m.data)
+        parts += (_FRAME.pack(len(mid), len(data)), mid, data)
+    return b"".join(parts)
+
+
+def decode_batch(body: bytes) -> list[BusMessage]:
+    """The messages of `encode_batch` (no ack tokens: they were acked when journaled)."""
+    out, pos, view = [], 0, memoryview(body)
+    while pos < len(body):
+        n_mid, n_data = _FRAME.unpack_from(body, pos)
+        pos += _FRAME.size
+        mid = bytes(view[pos:pos + n_mid]).decode()
+        pos += n_mid
+        out.append(BusMessage(message_id=mid, data=bytes(view[pos:pos + n_data])))
+        pos += n_data
+    return out
+
+
+def journal_batch(engine: sa.Engine, source: str, messages: Sequence[BusMessage]) -> int:
+    """Persist a pulled batch as ONE journal row (one small transaction); the caller acks after it returns.
+
+    Landing (validation, identities, dead letters) happens behind, in `land_journal`; the journal
+    row is marked landed only after its landing committed, so a crash anywhere loses nothing.
+    """
+    if not messages:
+        return 0
+    ensure_landing_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(landing_journal.insert().values(source=source, messages=len(messages),
+                                                     body=encode_batch(messages), created_at=datetime.now(UTC)))
+    return len(messages)
+
+
+def land_journal(engine: sa.Engine, source: str, max_rows: int = 1) -> list[LandingResult]:
+    """Land the oldest pending journaled batches of `source` (idempotent: a batch landed twice lands nothing
+    new), mark them landed, and purge rows landed more than JOURNAL_KEEP ago."""
+    ensure_landing_tables(engine)
+    j = landing_journal
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(j.c.id, j.c.body).where((j.c.source == source) & j.c.landed_at.is_(None))
+                            .order_by(j.c.id).limit(max_rows)).all()
+    results = []
+    for row_id, body in rows:
+        results.append(land_batch(engine, source, decode_batch(bytes(body))))
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(j.update().where(j.c.id == row_id).values(landed_at=now))
+            if row_id % 100 == 0:
+                conn.execute(j.delete().where((j.c.source == source) & (j.c.landed_at < now - JOURNAL_KEEP)))
+    return results
+
+
+def journaled_count(engine: sa.Engine, source: str | None = None) -> int:
+    """Messages persisted in the journal (landed or not, until purged), optionally of one source."""
+    ensure_landing_tables(engine)
+    q = sa.select(sa.func.coalesce(sa.func.sum(landing_journal.c.messages), 0))
+    if source is not None:
+        q = q.where(landing_journal.c.source == source)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+def journal_backlog(engine: sa.Engine) -> dict[str, int]:
+    """{source: messages journaled (persisted and acked) but not landed yet}."""
+    ensure_landing_tables(engine)
+    j = landing_journal
+    with engine.connect() as conn:
+        return {s: int(n) for s, n in conn.execute(sa.select(j.c.source, sa.func.sum(j.c.messages))
+                                                    .where(j.c.landed_at.is_(None)).group_by(j.c.source))}

@@ -1,4 +1,4 @@
-"""claim_identities: one identity per claim id across inbox, bus and API
+"""claim_identities (one identity per claim id across inbox, bus and API) and landing_journal
 
 Revision ID: 0005
 Revises: 0004
@@ -26,6 +26,16 @@ def upgrade() -> None:
     sa.UniqueConstraint('claim_id', name='uq_claim_identities_claim_id')
     )
     op.create_index('ix_claim_identities_partition', 'claim_identities', ['partition'], unique=False)
+    op.create_table('landing_journal',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('source', sa.String(), nullable=False),
+    sa.Column('messages', sa.Integer(), nullable=False),
+    sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('landed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index('ix_landing_journal_pending', 'landing_journal', ['source', 'landed_at', 'id'], unique=False)
     # Claims landed from the bus before this revision own their ids, with the hash of what landed.
     from aios.kernel.contracts import Claim, claim_content_hash
 
@@ -42,5 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_landing_journal_pending', table_name='landing_journal')
+    op.drop_table('landing_journal')
     op.drop_index('ix_claim_identities_partition', table_name='claim_identities')
     op.drop_table('claim_identities')
