@@ -86,8 +86,11 @@ def reconcile(instance: dg.DagsterInstance, engine, log=None) -> dg.SensorResult
     if log is not None and skipped:
         log.info("; ".join(skipped))
     if not requests:
-        return dg.SensorResult(skip_reason=dg.SkipReason(
-            "; ".join(skipped) if skipped else "every registered claim is decided or quarantined"))
+        from connectors.landing import journal_backlog
+
+        waiting = [f"{n} messages journaled by {src}, not landed yet" for src, n in journal_backlog(engine).items()]
+        return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(
+            skipped + waiting or ["every registered claim is decided or quarantined"])))
     return dg.SensorResult(run_requests=requests)
 
 

@@ -87,16 +87,23 @@ class PubSubBus(EventBus):
         """Create the topic and subscription if missing. Idempotent."""
         from google.api_core import exceptions as gexc
 
-        try:
-            self._publisher.create_topic(request={"name": self.topic_path}, timeout=self.connect_timeout_s,
-                                         retry=None)
-            log.info("created topic %s", self.topic_path)
-        except gexc.AlreadyExists:
-            pass
-        except (gexc.DeadlineExceeded, gexc.ServiceUnavailable) as exc:
-            where = os.environ.get("PUBSUB_EMULATOR_HOST") or "Google Cloud"
-            raise ConnectionError(f"Pub/Sub at {where} did not answer within {self.connect_timeout_s:g} s "
-                                  f"({type(exc).__name__}); is the emulator running? (docs/operations.md)") from exc
+        deadline = time.monotonic() + self.connect_timeout_s
+        while True:  # the first call also waits for the broker (a just-started emulator refuses a moment)
+            try:
+                self._publisher.create_topic(request={"name": self.topic_path},
+                                             timeout=max(0.5, deadline - time.monotonic()), retry=None)
+                log.info("created topic %s", self.topic_path)
+                break
+            except gexc.AlreadyExists:
+                break
+            except (gexc.DeadlineExceeded, gexc.ServiceUnavailable) as exc:
+                if time.monotonic() + 0.25 < deadline:
+                    time.sleep(0.25)
+                    continue
+                where = os.environ.get("PUBSUB_EMULATOR_HOST") or "Google Cloud"
+                raise ConnectionError(f"Pub/Sub at {where} did not answer within {self.connect_timeout_s:g} s "
+                                      f"({type(exc).__name__}: {exc}); is the emulator running? "
+                                      f"(docs/operations.md)") from exc
         try:
             self._subscriber.create_subscription(
                 request={
