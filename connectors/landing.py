@@ -6,10 +6,10 @@ dead-lettered alike). A crash between commit and ack makes the bus redeliver;
 landing is idempotent, so the redelivered messages count as duplicates and nothing
 is landed twice or lost.
 
-- Valid claims go to `landed_claims` (unique per (source, message_id) and per
-  claim_id), partitioned by the UTC date of `submitted_at`.
+- Valid claims go to `landed_claims` (unique per claim_id), partitioned by the UTC date
+  of `submitted_at`. A redelivery is recognised by its claim: same id, same content.
 - Malformed messages go to `dead_letters` with the reason (naming the field) and the
-  raw bytes (as text and as base64), unique per (source, message_id).
+  raw bytes (as text and as base64), unique per (source, message_id, payload hash).
 - Every claim id has ONE identity across ingress paths (`claim_identities`: the first
   ingress to deliver a claim id owns it, with the hash of its content). The bus, the
   inbox (`register_claims`) and the API register there; the same content again is a
@@ -78,7 +78,9 @@ landed_claims = sa.Table(
     sa.Column("partition", sa.String(10), nullable=False, doc="UTC date of submitted_at, yyyy-mm-dd"),
     sa.Column("payload", sa.Text, nullable=False, doc="the message as received: JSON text of a valid Claim"),
     sa.Column("landed_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("source", "message_id", name="uq_landed_claims_source_message"),
+    # not unique per (source, message_id): the Pub/Sub emulator numbers messages from 1 again after a
+    # restart, so a new claim can arrive under a landed message id (found by the chaos tests)
+    sa.Index("ix_landed_claims_source_message", "source", "message_id"),
     sa.UniqueConstraint("claim_id", name="uq_landed_claims_claim_id"),
     sa.Index("ix_landed_claims_batch_id", "batch_id"),
     sa.Index("ix_landed_claims_partition", "partition"),
@@ -95,7 +97,9 @@ dead_letters = sa.Table(
     sa.Column("raw_text", sa.Text, nullable=False, doc='payload decoded as UTF-8 with errors="replace"'),
     sa.Column("raw_b64", sa.Text, nullable=False, doc="the exact payload bytes, base64"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("source", "message_id", name="uq_dead_letters_source_message"),
+    sa.Column("raw_sha256", sa.String(64), nullable=False, doc="sha256 of the exact payload bytes"),
+    # a redelivery is the same id with the same bytes; a reused id (emulator restart) with other bytes is new
+    sa.UniqueConstraint("source", "message_id", "raw_sha256", name="uq_dead_letters_source_message_raw"),
 )
 
 claim_identities = sa.Table(
@@ -314,15 +318,15 @@ def _write_rows(conn: sa.Connection, claim_rows: list[dict[str, Any]],
     inserted = _insert_returning(conn, landed_claims, [_landed_row(r) for r in mine],
                                  [landed_claims.c.message_id, landed_claims.c.partition, landed_claims.c.claim_id])
     if len(inserted) < len(mine):
-        # a (source, message_id) landed before under another claim id (a reused message id):
-        # the new claim id must not stay registered without a landed row, or its day waits forever
+        # landed_claims holds the claim id without an identity (a row older than the identities):
+        # the claim must not stay registered without being landed here, or its day waits forever
         landed_ids = {cid for _m, _p, cid in inserted}
         stray = [r["claim_id"] for r in mine if r["claim_id"] not in landed_ids and r["claim_id"] in new_ids]
         if stray:
             conn.execute(claim_identities.delete().where(claim_identities.c.claim_id.in_(stray)))
             conflicts += [_dead_row(r["source"], r["message_id"], r["batch_id"],
-                                    f"message_id: {r['message_id']!r} was already used by another claim on "
-                                    f"{r['source']}; claim {r['claim_id']!r} kept here", r["_data"], r["landed_at"])
+                                    f"claim_id: {r['claim_id']!r} is already in landed_claims without an "
+                                    f"identity (landed before migration 0004); kept here", r["_data"], r["landed_at"])
                           for r in mine if r["claim_id"] in set(stray)]
     dead_inserted = _insert_returning(conn, dead_letters, dead_rows + conflicts, [dead_letters.c.message_id])
     return [(m, p) for m, p, _c in inserted], dead_inserted, len(conflicts)
@@ -438,6 +442,7 @@ def _dead_row(source: str, message_id: str, batch_id: str, reason: str, data: by
         # PostgreSQL text cannot hold NUL; the exact bytes are in raw_b64.
         "raw_text": raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         "raw_b64": base64.b64encode(raw).decode("ascii"), "created_at": now,
+        "raw_sha256": hashlib.sha256(raw).hexdigest(),
     }
 
 

@@ -35,6 +35,7 @@ PARTITION_TAG = "dagster/partition"
 _WAITING = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
 _RUNNING = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 MAX_REQUESTS_PER_TICK = 50
+INTERVAL_S = 5  # between ticks: a landed day waits at most this long for its run request
 
 
 def _default_status() -> dg.DefaultSensorStatus:
@@ -94,7 +95,7 @@ def reconcile(instance: dg.DagsterInstance, engine, log=None) -> dg.SensorResult
     return dg.SensorResult(run_requests=requests)
 
 
-@dg.sensor(name=SENSOR_NAME, job_name="claims_job", minimum_interval_seconds=5, default_status=_default_status(),
+@dg.sensor(name=SENSOR_NAME, job_name="claims_job", minimum_interval_seconds=INTERVAL_S, default_status=_default_status(),
            description="Requests a claims_job run for each day with landed claims not yet decided or quarantined "
                        "(run_key from the content; skips days whose queued or running run covers it). Landing "
                        "itself is `aios land` (one consumer per bus subscription).")

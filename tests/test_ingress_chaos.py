@@ -277,7 +277,8 @@ def test_an_emulator_restart_stops_the_consumer_with_an_error_and_a_restart_land
         with open_bus("pubsub", **cfg) as bus:
             bus.ensure()
             bus.publish_many(_claims(500, prefix_b, day="2026-11-19"))
-            land_until_idle(bus, engine, idle_s=15.0)  # a just-restarted emulator JVM is slow to deliver
+            stats_b = land_until_idle(bus, engine, idle_s=15.0)  # a just-restarted emulator JVM is slow to deliver
+        assert stats_b.landed == 500, (stats_b, errors)
         _assert_landed_once_and_requested(engine, prefix_a, 500)
         _assert_landed_once_and_requested(engine, prefix_b, 500, day="2026-11-19")
     finally:

@@ -1,4 +1,5 @@
-"""claim_identities (one identity per claim id across inbox, bus and API) and landing_journal
+"""claim_identities (one identity per claim id across inbox, bus and API), landing_journal; message ids
+stop being unique (the Pub/Sub emulator reuses them after a restart)
 
 Revision ID: 0005
 Revises: 0004
@@ -15,6 +16,25 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # The Pub/Sub emulator numbers messages from 1 again after a restart: a message id no longer
+    # identifies a message for good. Claims are identified by claim id (and content), dead letters
+    # by message id AND payload hash.
+    with op.batch_alter_table('landed_claims') as b:
+        b.drop_constraint('uq_landed_claims_source_message', type_='unique')
+        b.create_index('ix_landed_claims_source_message', ['source', 'message_id'], unique=False)
+    op.add_column('dead_letters', sa.Column('raw_sha256', sa.String(length=64), nullable=True))
+    import base64
+    import hashlib
+
+    conn = op.get_bind()
+    dead = sa.table('dead_letters', sa.column('id'), sa.column('raw_b64'), sa.column('raw_sha256'))
+    for row_id, raw_b64 in conn.execute(sa.select(dead.c.id, dead.c.raw_b64)).all():
+        conn.execute(dead.update().where(dead.c.id == row_id).values(
+            raw_sha256=hashlib.sha256(base64.b64decode(raw_b64)).hexdigest()))
+    with op.batch_alter_table('dead_letters') as b:
+        b.alter_column('raw_sha256', existing_type=sa.String(length=64), nullable=False)
+        b.drop_constraint('uq_dead_letters_source_message', type_='unique')
+        b.create_unique_constraint('uq_dead_letters_source_message_raw', ['source', 'message_id', 'raw_sha256'])
     op.create_table('claim_identities',
     sa.Column('seq', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('claim_id', sa.String(), nullable=False),
@@ -52,6 +72,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('dead_letters') as b:
+        b.drop_constraint('uq_dead_letters_source_message_raw', type_='unique')
+        b.create_unique_constraint('uq_dead_letters_source_message', ['source', 'message_id'])
+        b.drop_column('raw_sha256')
+    with op.batch_alter_table('landed_claims') as b:
+        b.drop_index('ix_landed_claims_source_message')
+        b.create_unique_constraint('uq_landed_claims_source_message', ['source', 'message_id'])
     op.drop_index('ix_landing_journal_pending', table_name='landing_journal')
     op.drop_table('landing_journal')
     op.drop_index('ix_claim_identities_partition', table_name='claim_identities')
