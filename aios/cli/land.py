@@ -66,8 +66,14 @@ def run_consumer(sub, max_messages: int, idle_exit: float | None) -> int:  # sub
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    engine = get_engine(get_settings().db_url)
-    ensure_landing_tables(engine)
+    settings = get_settings()
+    try:
+        settings.ensure_dirs()
+        engine = get_engine(settings.db_url)
+        ensure_landing_tables(engine)
+    except Exception as exc:  # noqa: BLE001 - one clear line; the supervisor retries
+        log.error("%s: the stores at %s are not reachable: %s", sub.name, settings.db_url, exc)
+        return 1
     try:
         bus = open_bus(sub.kind, **sub.config)
     except Exception as exc:  # noqa: BLE001 - a clear line for the operator; the supervisor retries
