@@ -20,6 +20,8 @@ import time
 import typer
 from rich.console import Console
 
+from aios.kernel.bus_config import Subscription
+
 console = Console(stderr=True)
 log = logging.getLogger("aios.land")
 RESTART_MIN_S, RESTART_MAX_S, HEALTHY_AFTER_S = 1.0, 30.0, 60.0
@@ -34,7 +36,7 @@ def land(bus: str = typer.Option(None, "--bus", help="Subscription name or kind 
     """Land claims from the bus continuously (persist, then ack); runs are requested by the Dagster sensor."""
     logging.basicConfig(level=os.environ.get("AIOS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from aios.kernel.bus_config import load_bus_config
+    from aios.kernel.bus_config import load_bus_config  # noqa: PLC0415 - read at run time, not import time
 
     cfg = load_bus_config()
     if all_:
@@ -47,10 +49,10 @@ def land(bus: str = typer.Option(None, "--bus", help="Subscription name or kind 
     except LookupError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    raise typer.Exit(run_consumer(sub, max_messages or cfg.max_messages, idle_exit))
+    raise typer.Exit(run_consumer(sub, max_messages or cfg.max_messages, idle_exit, cfg.max_seconds))
 
 
-def run_consumer(sub, max_messages: int, idle_exit: float | None) -> int:  # sub: Subscription
+def run_consumer(sub: Subscription, max_messages: int, idle_exit: float | None, pull_timeout_s: float = 1.0) -> int:
     """Consume one subscription until SIGTERM/SIGINT (exit 0) or an error (exit 1, with the reason)."""
     from aios.kernel.db import get_engine
     from aios.kernel.settings import get_settings
@@ -92,7 +94,8 @@ def run_consumer(sub, max_messages: int, idle_exit: float | None) -> int:  # sub
     try:
         bus.ensure()
         log.info("%s: landing from %s (batches of %d)", sub.name, bus.source, max_messages)
-        stats = consume(bus, engine, stop, max_messages=max_messages, idle_stop_s=idle_exit, on_batch=report)
+        stats = consume(bus, engine, stop, max_messages=max_messages, pull_timeout_s=pull_timeout_s,
+                        idle_stop_s=idle_exit, on_batch=report)
     except Exception as exc:  # noqa: BLE001
         log.error("%s: stopped on error: %s: %s", sub.name, type(exc).__name__, exc)
         return 1
