@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,9 +59,10 @@ def consume(bus: EventBus, engine: sa.Engine, stop: threading.Event, *, max_mess
             on_batch: Callable[[LandingResult], None] | None = None) -> ConsumerStats:
     """Pull, journal (commit), ack, and land behind, until `stop` is set (or nothing arrived for `idle_stop_s`).
 
-    While the broker has a backlog (pulls come back full) the lander waits, up to `max_lag_s` between
-    landings: on a 2-core machine validating competes with pulling for the CPU, and a burst is drained
-    from the broker first (persisted and acked), then validated. With `drain`, returns only after every
+    While the broker has a backlog (pulls come back full) the lander waits until the oldest batch
+    this process journaled is `max_lag_s` old: on a 2-core machine validating competes with pulling
+    for the CPU, so a burst is drained from the broker first (persisted and acked) and validated
+    right after; a flood longer than that is validated continuously, a batch at a time. With `drain`, returns only after every
     journaled batch of this source is landed. A journal or
     ack error stops the consumer and is re-raised once the pipeline stopped, so the supervisor
     restarts it and the bus redelivers what was not acked; a landing error is retried (the row stays).
@@ -73,7 +75,7 @@ def consume(bus: EventBus, engine: sa.Engine, stop: threading.Event, *, max_mess
     halt = threading.Event()  # stop pulling: asked to stop, idle, or a stage failed
     journaled = threading.Event()  # wakes the lander
     backlog = threading.Event()  # the last pull came back full: the broker has more waiting
-    last_land = [time.monotonic()]
+    pending: deque[float] = deque()  # when each batch this process journaled was written, oldest first
     pulling_done = threading.Event()
 
     def puller() -> None:
@@ -111,10 +113,10 @@ def consume(bus: EventBus, engine: sa.Engine, stop: threading.Event, *, max_mess
         while True:
             if pulling_done.is_set() and not drain:
                 return  # stopping: journal rows left are landed by the next start
-            if backlog.is_set() and not pulling_done.is_set() and time.monotonic() - last_land[0] < max_lag_s:
-                time.sleep(0.05)  # the broker has a backlog: ack first, validate right after (see docstring)
+            if (backlog.is_set() and not pulling_done.is_set() and pending
+                    and time.monotonic() - pending[0] < max_lag_s):
+                time.sleep(0.05)  # a burst: ack it at the broker's speed first, validate right after
                 continue
-            last_land[0] = time.monotonic()
             try:
                 results = land_journal(engine, source, max_rows=1)
             except BaseException as exc:  # noqa: BLE001 - the journal row stays; retried
@@ -123,6 +125,8 @@ def consume(bus: EventBus, engine: sa.Engine, stop: threading.Event, *, max_mess
                 time.sleep(1.0)
                 continue
             for r in results:
+                if pending:
+                    pending.popleft()
                 _count(stats, r)
                 if on_batch is not None:
                     on_batch(r)
@@ -152,6 +156,7 @@ def consume(bus: EventBus, engine: sa.Engine, stop: threading.Event, *, max_mess
                 failure.append(exc)
                 halt.set()
                 continue
+            pending.append(time.monotonic())
             to_ack.put(msgs)
             stats.batches += 1
             stats.messages += len(msgs)
