@@ -55,7 +55,7 @@ class ConsumerStats:
 
 def consume(bus: EventBus, engine: sa.Engine, stop: threading.Event, *, max_messages: int = 2000,
             pull_timeout_s: float = 1.0, idle_stop_s: float | None = None, drain: bool = False,
-            max_lag_s: float = 5.0,
+            max_lag_s: float = 2.0,
             on_batch: Callable[[LandingResult], None] | None = None) -> ConsumerStats:
     """Pull, journal (commit), ack, and land behind, until `stop` is set (or nothing arrived for `idle_stop_s`).
 
