@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -31,8 +34,9 @@ from connectors.bus import open_bus
 from connectors.bus.local_servers import ensure_nats_server, ensure_pubsub_emulator, free_port
 from connectors.inbox import read_claims_file
 
+from sensors.bus import INTERVAL_S as SENSOR_INTERVAL_S
+
 DAYS = {"file": "2026-11-21", "nats": "2026-11-22", "pubsub": "2026-11-23"}
-from sensors.bus import INTERVAL_S as SENSOR_INTERVAL_S  # noqa: E402
 
 
 def _decided(engine: sa.Engine, day: str) -> int:
@@ -51,8 +55,6 @@ def _file_path(settings) -> dict:
 
 
 def _bus_path(settings, kind: str, claims: int) -> dict:
-    import os
-
     import dagster as dg
     import yaml
 

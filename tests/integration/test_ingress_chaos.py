@@ -46,7 +46,7 @@ except ImportError:
     from servers import claim_dict, nats_url, postgres_url, server_unavailable, unique_name  # noqa: F401
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _claims(n: int, prefix: str, day: str = "2026-11-18") -> list[bytes]:
