@@ -38,12 +38,13 @@ from connectors.landing import (
     land_batch,
     landed_claims,
 )
+from models.claim_records import claim_record
 from sensors.bus import reconcile
 
 try:
-    from tests.servers import claim_dict, nats_url, postgres_url, server_unavailable, unique_name  # noqa: F401
+    from tests.servers import nats_url, postgres_url, server_unavailable, unique_name  # noqa: F401
 except ImportError:
-    from servers import claim_dict, nats_url, postgres_url, server_unavailable, unique_name  # noqa: F401
+    from servers import nats_url, postgres_url, server_unavailable, unique_name  # noqa: F401
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _claims(n: int, prefix: str, day: str = "2026-11-18") -> list[bytes]:
     out = []
     for i in range(n):
-        c = claim_dict(i, claim_id=f"{prefix}-{i:05d}")
+        c = claim_record(i, claim_id=f"{prefix}-{i:05d}")
         c["submitted_at"] = f"{day}T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"
         out.append(json.dumps(c).encode())
     return out
