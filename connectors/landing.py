@@ -326,7 +326,7 @@ def _write_rows(conn: sa.Connection, claim_rows: list[dict[str, Any]],
             conn.execute(claim_identities.delete().where(claim_identities.c.claim_id.in_(stray)))
             conflicts += [_dead_row(r["source"], r["message_id"], r["batch_id"],
                                     f"claim_id: {r['claim_id']!r} is already in landed_claims without an "
-                                    f"identity (landed before migration 0005); kept here", r["_data"], r["landed_at"])
+                                    f"identity (landed before migration 0006); kept here", r["_data"], r["landed_at"])
                           for r in mine if r["claim_id"] in set(stray)]
     dead_inserted = _insert_returning(conn, dead_letters, dead_rows + conflicts, [dead_letters.c.message_id])
     return [(m, p) for m, p, _c in inserted], dead_inserted, len(conflicts)

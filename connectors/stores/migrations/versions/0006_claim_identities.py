@@ -1,16 +1,16 @@
 """claim_identities (one identity per claim id across inbox, bus and API), landing_journal; message ids
 stop being unique (the Pub/Sub emulator reuses them after a restart)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30 14:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
