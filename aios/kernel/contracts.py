@@ -188,3 +188,12 @@ def describe_validation_error(err: ValidationError) -> list[str]:
         field = ".".join(str(p) for p in e["loc"]) or "<row>"
         out.append(f"{field}: {error_reason(e)}")
     return out
+
+
+def claim_content_hash(claim: Claim) -> str:
+    """sha256 of the claim's validated fields (pydantic's JSON, fields in declaration order): equal for
+    the same claim from any ingress (CSV strings and JSON values validate to the same Claim), different
+    when any field differs."""
+    import hashlib
+
+    return hashlib.sha256(claim.model_dump_json().encode()).hexdigest()
