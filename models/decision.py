@@ -193,13 +193,13 @@ def _module_rows(posteriors: pd.DataFrame, versions: dict[str, str]) -> list[tup
     module that spoke moved p_fraud (the classifier: its score band's contribution in the network)."""
     if "module_versions" not in posteriors.columns:
         return []
-    states = _strip(posteriors, MODULE_STATE)
-    moved = _strip(posteriors, MODULE_MOVED)
-    if "moved__score_band" in posteriors.columns and "classifier" in states.columns:
-        moved = moved.assign(classifier=posteriors["moved__score_band"].to_numpy(dtype=float))
-    names = list(states.columns)
-    state_cols = [states[n].tolist() for n in names]
-    moved_cols = {n: moved[n].tolist() for n in moved.columns}
+    # plain lists, read once per column (pandas access per cell would cost more than the records)
+    names = [c[len(MODULE_STATE):] for c in posteriors.columns if c.startswith(MODULE_STATE)]
+    state_cols = [posteriors[MODULE_STATE + n].tolist() for n in names]
+    moved_cols = {c[len(MODULE_MOVED):]: posteriors[c].tolist() for c in posteriors.columns
+                  if c.startswith(MODULE_MOVED)}
+    if "moved__score_band" in posteriors.columns and "classifier" in names:
+        moved_cols["classifier"] = posteriors["moved__score_band"].tolist()
     out = []
     for i, mv in enumerate(posteriors["module_versions"].tolist()):
         mv = {**mv, "classifier": versions.get("classifier", mv.get("classifier"))} if "classifier" in mv else mv

@@ -98,11 +98,12 @@ class ProductionModules:
         through its contract when its inputs are in `features`, else it is unavailable (not_applicable where
         its `applies_to` field is present and excludes the claim).
         """
-        out: dict[str, pd.Series] = {}
+        out: dict[str, np.ndarray] = {}
+        n = len(features)
         for name, spec in self.specs.items():
             if name == CLASSIFIER:
-                out[name] = (classifier_state.astype(object) if classifier_state is not None
-                             else pd.Series(UNAVAILABLE, index=features.index, dtype=object))
+                out[name] = (classifier_state.to_numpy(dtype=object) if classifier_state is not None
+                             else np.full(n, UNAVAILABLE, dtype=object))
                 continue
             if all(f in features.columns for f in spec.inputs):
                 if name in COMPUTATIONS:
@@ -113,12 +114,12 @@ class ProductionModules:
                     raise ModuleContractError(
                         f"module {name!r}: no computation in models/modules/signals.py, and its inputs are not "
                         f"the single text field {name!r} carrying its reported state")
-                out[name] = run_module(spec, compute, features)
+                out[name] = run_module(spec, compute, features).to_numpy(dtype=object)
                 continue
-            state = pd.Series(UNAVAILABLE, index=features.index, dtype=object)
+            state = np.full(n, UNAVAILABLE, dtype=object)
             for f, allowed in spec.applies_to.items():
                 if f in features.columns:
-                    state[~features[f].isin(allowed)] = NOT_APPLICABLE
+                    state[~features[f].isin(allowed).to_numpy()] = NOT_APPLICABLE
             out[name] = state
         return pd.DataFrame(out, index=features.index)
 
