@@ -28,6 +28,7 @@ ROUTES: tuple[str, ...] = tuple(r.value for r in Route)
 LEDGER_EVENTS: tuple[str, ...] = (
     "ingest_batch", "validated", "quarantined",  # landing and validation (pipeline)
     "score", "posterior", "decision",  # each decision, batch or API
+    "module_landed",  # an async decision module answered after its claim was decided: the claim decided again
     "policy_in_force", "model_alias_set", "model_pinned",  # what decided: policy set, model alias, service pin
     "review_action", "payout", "user_change",  # people and money
     "sign_in", "sign_in_failed", "sign_in_refused", "sign_out",  # who signed in to the review UI, from where

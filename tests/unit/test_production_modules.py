@@ -22,6 +22,8 @@ from models.generator import generate_claims, make_book
 from models.modules.contract import MODULES_PATH, NOT_APPLICABLE, UNAVAILABLE, load_modules
 from models.modules.production import production_modules
 
+pytestmark = pytest.mark.slow  # fits a classifier and a network on generated claims
+
 MODULES = production_modules()
 
 
