@@ -145,6 +145,7 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
     signals = [(k, v, evidence[v].tolist()) for k, v in enumerate(moved.columns) if v != "score_band"]
     moved_rows = moved_arr.tolist()
     module_rows = _module_rows(posteriors, versions)
+    module_items: dict[tuple, dict[str, Any]] = {}
     voi_rank = -np.nan_to_num(voi_arr, nan=-1.0)
     voi_cols = list(voi.columns)
     rationale, drivers, hashes = [], [], []
@@ -162,9 +163,11 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
         modules_i = module_rows[i][0] if module_rows else {}
         for name, rec in modules_i.items():
             effect = module_rows[i][1].get(name)
-            items.append(rationale_item("module", name, rec["state"],
-                                        None if effect is None else round(effect, RATIONALE_DIGITS),
-                                        version=rec["version"]))
+            key = (name, rec["state"], rec["version"], None if effect is None else round(effect, RATIONALE_DIGITS))
+            item = module_items.get(key)
+            if item is None:  # most claims share their silent modules' items: built once per call
+                item = module_items[key] = rationale_item("module", key[0], key[1], key[3], version=key[2])
+            items.append(item)
         rationale.append(canonical_json(items))
         row_voi = voi_arr[i]
         order = [j for j in np.argsort(voi_rank[i]) if not np.isnan(row_voi[j])][:TOP_DRIVERS]
@@ -181,10 +184,22 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
         "route": routes.astype(str),
         "rationale": rationale,
         "uncertainty_drivers": drivers,
-        "versions": ([canonical_json({**versions, "modules": m}) for m, _ in module_rows] if module_rows
-                     else canonical_json(versions)),
+        "versions": _row_versions(versions, module_rows) if module_rows else canonical_json(versions),
         "snapshot_hash": hashes,
     })[DECISION_COLUMNS]
+
+
+def _row_versions(versions: dict[str, str], module_rows: list) -> list[str]:
+    """Each claim's versions as canonical JSON, modules included; serialised once per distinct set of states."""
+    seen: dict[tuple, str] = {}
+    out = []
+    for mods, _ in module_rows:
+        key = tuple((n, m["version"], m["state"]) for n, m in mods.items())
+        text = seen.get(key)
+        if text is None:
+            text = seen[key] = canonical_json({**versions, "modules": mods})
+        out.append(text)
+    return out
 
 
 def _module_rows(posteriors: pd.DataFrame, versions: dict[str, str]) -> list[tuple[dict[str, dict[str, str]],
