@@ -145,7 +145,7 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
     signals = [(k, v, evidence[v].tolist()) for k, v in enumerate(moved.columns) if v != "score_band"]
     moved_rows = moved_arr.tolist()
     module_rows = _module_rows(posteriors, versions)
-    module_items: dict[tuple, dict[str, Any]] = {}
+    module_items: dict[tuple, str] = {}
     voi_rank = -np.nan_to_num(voi_arr, nan=-1.0)
     voi_cols = list(voi.columns)
     rationale, drivers, hashes = [], [], []
@@ -160,15 +160,21 @@ def route_claims(features: pd.DataFrame, scores: pd.DataFrame, posteriors: pd.Da
         for k, v, ev in signals:
             if row_moved[k] == row_moved[k]:  # not NaN
                 items.append(rationale_item("evidence", v, ev[i], round(row_moved[k], RATIONALE_DIGITS)))
-        modules_i = module_rows[i][0] if module_rows else {}
-        for name, rec in modules_i.items():
-            effect = module_rows[i][1].get(name)
-            key = (name, rec["state"], rec["version"], None if effect is None else round(effect, RATIONALE_DIGITS))
-            item = module_items.get(key)
-            if item is None:  # most claims share their silent modules' items: built once per call
-                item = module_items[key] = rationale_item("module", key[0], key[1], key[3], version=key[2])
-            items.append(item)
-        rationale.append(canonical_json(items))
+        fragments = []
+        if module_rows:
+            effects = module_rows[i][1]
+            for name, rec in module_rows[i][0].items():
+                effect = effects.get(name)
+                key = (name, rec["state"], rec["version"],
+                       None if effect is None else round(effect, RATIONALE_DIGITS))
+                text = module_items.get(key)
+                if text is None:  # claims share most module items: each serialised once per call
+                    text = module_items[key] = canonical_json(
+                        rationale_item("module", key[0], key[1], key[3], version=key[2]))
+                fragments.append(text)
+        # canonical JSON of a list is its items' canonical JSON joined by "," (no spaces): the same string
+        text = canonical_json(items)
+        rationale.append(f"{text[:-1]},{','.join(fragments)}]" if fragments else text)
         row_voi = voi_arr[i]
         order = [j for j in np.argsort(voi_rank[i]) if not np.isnan(row_voi[j])][:TOP_DRIVERS]
         drivers.append(canonical_json([{"signal": voi_cols[j], "expected_change": round(float(row_voi[j]), 6)}

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from aios.kernel.canonical import canonical_json
 from governance.policy import load_policy_set
 from models.bayes import TARGET, evidence_frame, fit_network
 from models.classifier import fit_calibrated_classifier, score
@@ -61,6 +62,7 @@ def test_every_decision_records_each_registered_module_with_its_version_and_stat
         items = [i for i in json.loads(row["rationale"]) if i["kind"] == "module"]
         assert {i["name"]: (i["version"], i["value"]) for i in items} == {
             n: (m["version"], m["state"]) for n, m in mods.items()}
+        assert canonical_json(json.loads(row["rationale"])) == row["rationale"]  # spliced text is canonical
         band = next(i["band"] for i in json.loads(row["rationale"]) if i["kind"] == "score")
         assert mods["classifier"]["state"] == band
     # nobody but the classifier spoke: p_fraud is the production network's posterior, bit for bit
