@@ -22,6 +22,7 @@ from connectors.stores.ledger import AuditLedger
 from governance.policy import load_policy_set
 from models.bayes import FraudNetwork
 from aios.kernel.canonical import canonical_json
+from models.modules.contract import load_modules
 from aios.kernel.contracts import Decision, rationale_text
 from models.decision import DECISION_COLUMNS, DecisionModels, decide
 from models.features import build_features
@@ -252,9 +253,15 @@ def test_api_decisions_follow_the_decision_contract_with_a_structured_rationale(
         decision = Decision.model_validate(body)
         kinds = [item.kind for item in decision.rationale]
         assert kinds[0] == "score" and decision.rationale[0].value == round(decision.score, 6)
-        assert kinds.count("feature") == 3 and set(kinds) <= {"score", "feature", "evidence"}
+        assert kinds.count("feature") == 3 and set(kinds) <= {"score", "feature", "evidence", "module"}
         for item in decision.rationale:
-            assert item.text == rationale_text(item.kind, item.name, item.value, item.effect, item.band)
+            assert item.text == rationale_text(item.kind, item.name, item.value, item.effect, item.band,
+                                               item.version)
+        # every registered decision module, its version and what it said, in the versions and the rationale
+        modules = decision.versions["modules"]
+        assert set(modules) == set(load_modules())
+        assert {i.name: (i.version, i.value) for i in decision.rationale if i.kind == "module"} == {
+            n: (m["version"], m["state"]) for n, m in modules.items()}
         assert json.loads(stored_rows.at[decision.claim_id, "rationale"]) == body["rationale"]
 
 
