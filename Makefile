@@ -34,9 +34,9 @@ $(STAMP): uv.lock pyproject.toml
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --python $(BIN)/python -q
 	@rm -f $(VENV)/.installed-*; touch $@
 
-dagster-home:
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+# dagster.yaml of the embedded profile: the run queue's one-run-per-partition limit, no telemetry.
+dagster-home: install
+	@$(BIN)/python -c 'import sys; from pathlib import Path; from aios.usecases.production import write_embedded_dagster_yaml as w; w(Path(sys.argv[1]))' $(DAGSTER_HOME)
 
 run: install dagster-home
 	$(BIN)/aios demo
@@ -50,10 +50,14 @@ dev: install dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The production profile: PostgreSQL for the stores (Alembic), the Dagster instance and MLflow;
-# `dagster dev` runs the webserver and the daemon (sensors, schedules).
+# `aios land --all` lands every configured bus subscription (one supervised consumer each, restarted
+# if it dies); `dagster dev` runs the webserver and the daemon (sensors, schedules). Ctrl-C stops all.
+# Step by step, environment and recovery: docs/operations.md.
 PROD_ENV := AIOS_PROFILE=production DAGSTER_HOME=$(CURDIR)/.aios/dagster-prod
 dev-prod: install
 	$(PROD_ENV) $(BIN)/aios db prepare
+	@trap 'kill -TERM $$land 2>/dev/null; wait $$land' EXIT; \
+	$(PROD_ENV) $(BIN)/aios land --all & land=$$!; \
 	$(PROD_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install

@@ -56,10 +56,20 @@ def raw_claims(context: dg.AssetExecutionContext, inbox: InboxResource,
         bus["_source"] = "bus:" + bus["source"] + ":" + bus["batch_id"]
         frames.append(bus.drop(columns=["message_id", "source", "batch_id", "partition", "landed_at"]))
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"_source": []})
+    n_files = sum(len(f) for f in frames[:len(files)])
+    if n_files:  # bus rows were registered when they landed; file rows register here (idempotent)
+        from connectors.landing import dedupe_across_ingress
+
+        file_rows, duplicates = dedupe_across_ingress(engine, raw.iloc[:n_files].reset_index(drop=True),
+                                                      context.partition_key)
+        raw = pd.concat([file_rows, raw.iloc[n_files:]], ignore_index=True)
+    else:
+        duplicates = 0
     sources = files + sorted(set(bus["_source"])) if len(bus) else list(files)
     record_ingest(engine, context.partition_key, "inbox+bus", len(raw), sources, trace_id=context.run_id)
     _spans(context, "ingest", raw["claim_id"] if "claim_id" in raw else [], t0)
     return dg.Output(raw, metadata={"rows": len(raw), "bus_rows": len(bus), "files": dg.MetadataValue.json(files),
+                                    "duplicates_across_ingress": duplicates,
                                     "files_rejected": dg.MetadataValue.json(refused)})
 
 

@@ -10,7 +10,7 @@ from aios_assets.payouts import payout_dispatch_job
 from aios_assets.review import review_payouts_job
 from aios_resources import build_resources
 from sensors.alarms import alarm_sensor
-from sensors.bus import bus_sensors
+from sensors.bus import landed_claims_sensor
 from sensors.inbox import inbox_sensor
 from sensors.payouts import payout_dispatch_sensor
 from sensors.review import review_sensor
@@ -20,6 +20,6 @@ defs = dg.Definitions(
     jobs=[claims_job, training_job, review_payouts_job, payout_dispatch_job, backtest_job, backtest_summary_job, slo_job,
           documents_job],
     schedules=[daily_scoring_schedule],
-    sensors=[inbox_sensor, *bus_sensors(), review_sensor, alarm_sensor, payout_dispatch_sensor],
+    sensors=[inbox_sensor, landed_claims_sensor, review_sensor, alarm_sensor, payout_dispatch_sensor],
     resources=build_resources(),
 )

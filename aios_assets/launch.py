@@ -91,7 +91,10 @@ def _error(result: dg.ExecuteInProcessResult) -> str | None:
 
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
-            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+            error = event.step_failure_data.error
+            while error.cause is not None:  # Dagster wraps the step's own exception: name that one
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip()}"
     return None if result.success else "run failed"
 
 

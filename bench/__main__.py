@@ -35,11 +35,13 @@ KEYS = ("name", "value", "unit", "baseline", "ratio")
 
 
 def _ingest(quick: bool) -> list[dict[str, Any]]:
-    from bench.bench_ingest import BASELINE_NAME, measure
+    from bench.bench_ingest import BASELINE_NAME, measure, measure_product
 
     entries = measure(n=5_000 if quick else 20_000)
     for e in entries:
         e.setdefault("baseline_name", BASELINE_NAME)
+    # the product path: the `aios land` process against the broker's own pull+ack rate, same run
+    entries += measure_product(n=5_000 if quick else 20_000, rounds=1 if quick else 3)
     return entries
 
 

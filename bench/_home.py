@@ -55,7 +55,9 @@ def trained_settings() -> Settings:
     s = Settings(home=Path(tempfile.mkdtemp(prefix="aios-bench-")))
     atexit.register(shutil.rmtree, s.home, ignore_errors=True)
     s.ensure_dirs()
-    (s.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    from aios.usecases.production import write_embedded_dagster_yaml
+
+    write_embedded_dagster_yaml(s.dagster_home)
     t0 = time.perf_counter()
     print(f"[bench] training a fresh home in {s.home} ({HISTORY_DAYS} days x {CLAIMS_PER_DAY} claims) ...",
           flush=True)

@@ -11,7 +11,12 @@ messages per CPU-second of this process, which varies less on a busy machine.
 
 Baseline: the issue's goal of 5,000 msg/s persisted-and-acknowledged.
 
-    python -m bench.bench_ingest [--n 20000] [--store sqlite|postgres] [--backends pubsub,nats]
+`--product` measures the product path instead, per backend in the same run: the broker's
+own pull+ack rate (no landing: the ceiling) and the rate of the `aios land` process
+(a child process, from its first landed message until all n are persisted and acked);
+the ratio is product / broker (goal >= 0.8).
+
+    python -m bench.bench_ingest [--n 20000] [--store sqlite|postgres] [--backends pubsub,nats] [--product]
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from connectors.bus.local_servers import (
     drop_postgres_database,
     ensure_nats_server,
     ensure_pubsub_emulator,
+    free_port,
 )
-from connectors.landing import ensure_landing_tables, landed_count, pull_and_land
+from connectors.landing import ensure_landing_tables, journaled_count, landed_count, pull_and_land
 from models.claim_records import claim_json
 
 BASELINE_MSG_S = 5000
@@ -85,7 +91,8 @@ def _open(kind: str, servers: dict[str, LocalServer]):
     name = f"bench-{uuid.uuid4().hex[:10]}"
     if kind == "pubsub":
         if "pubsub" not in servers:
-            servers["pubsub"] = ensure_pubsub_emulator()
+            # our own emulator on a free port: the shared one on 8085 belongs to whoever started it
+            servers["pubsub"] = ensure_pubsub_emulator(port=free_port())
         return open_bus("pubsub", project="aios-bench", topic=name, subscription=name,
                         emulator_host=servers["pubsub"].address, ack_deadline_s=60)
     if kind == "nats":
@@ -183,13 +190,141 @@ def measure(n: int = 20_000, backends: tuple[str, ...] = ("pubsub", "nats"), sto
     return results
 
 
+def _raw_pull_ack(bus, n: int) -> float:
+    """The broker's own rate: pull and ack n messages, nothing persisted (msg/s)."""
+    got, t0 = 0, time.perf_counter()
+    while got < n and time.perf_counter() - t0 < max(120.0, n / 500):
+        msgs = bus.pull(TICK_MAX_MESSAGES, TICK_TIMEOUT_S)
+        bus.ack(msgs)
+        got += len(msgs)
+    return got / (time.perf_counter() - t0) if got == n else 0.0
+
+
+def _land_process(kind: str, sub_config: dict, n: int, url: str, engine: sa.Engine, tmp: Path) -> dict:
+    """Run `aios land --bus <kind>` as a child process until all n are landed; its rate from the first landing."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp / f"bus-{kind}.yaml"
+    cfg.write_text(yaml.safe_dump({"max_messages": TICK_MAX_MESSAGES, "max_seconds": 5, "subscriptions": [
+        {"name": f"bench_{kind}", "kind": kind, "config": sub_config}]}))
+    env = {**os.environ, "AIOS_BUS_CONFIG": str(cfg), "AIOS_DATABASE_URL": url, "OMP_NUM_THREADS": "1",
+           "AIOS_LOG_LEVEL": "WARNING"}
+    env.pop("AIOS_PUBSUB_EMULATOR_HOST", None)
+    env.pop("PUBSUB_EMULATOR_HOST", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aios", "land", "--bus", f"bench_{kind}"], env=env)
+    try:
+        t_first = t_done = t_landed = None
+        deadline = time.monotonic() + max(180.0, n / 300)
+        while time.monotonic() < deadline and proc.poll() is None:
+            count = journaled_count(engine)
+            if count and t_first is None:
+                t_first = (time.perf_counter(), count)
+            if count >= n and t_done is None:
+                t_done = time.perf_counter()
+            if t_done is not None and landed_count(engine) >= n:
+                t_landed = time.perf_counter()
+                break
+            time.sleep(0.02)
+    finally:
+        proc.terminate()  # SIGTERM: a clean stop (finish, ack, exit 0)
+        rc = proc.wait(timeout=60)
+    if t_first is None or t_done is None:
+        return {"rate": None, "exit": rc, "error": f"persisted {journaled_count(engine)}/{n}"}
+    (t1, c1) = t_first
+    return {"rate": (n - c1) / max(t_done - t1, 1e-9), "exit": rc,
+            "landed_rate": (n - c1) / max(t_landed - t1, 1e-9) if t_landed else None}
+
+
+def measure_product(n: int = 20_000, backends: tuple[str, ...] = ("pubsub", "nats"), rounds: int = 3) -> list[dict]:
+    """Per backend, same run: the broker's raw pull+ack rate and the `aios land` process rate (PostgreSQL store),
+    alternated `rounds` times (this machine is shared: load moves both); the medians and their ratio."""
+    import statistics
+
+    servers: dict[str, LocalServer] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="aios-bench-land-"))
+    out = []
+    try:
+        for kind in backends:
+            try:
+                _warm_up(kind, servers)
+                raws, lands, landed_rates, exits = [], [], [], []
+                for _ in range(rounds):
+                    raws.append(_raw_round(kind, n, servers))
+                    land = _land_round(kind, n, servers, tmp)
+                    lands.append(land["rate"] or 0.0)
+                    landed_rates.append(land.get("landed_rate") or 0.0)
+                    exits.append(land["exit"])
+                raw, value = statistics.median(raws), statistics.median(lands)
+                out.append({"name": f"land_process_{kind}", "value": round(value) if value else None, "unit": "msg/s",
+                            "baseline": round(raw), "baseline_name": "broker pull+ack, same run",
+                            "ratio": round(value / raw, 3) if value and raw else None, "n": n, "rounds": rounds,
+                            "raw_rounds": [round(x) for x in raws], "land_rounds": [round(x) for x in lands],
+                            "landed_msg_s": round(statistics.median(landed_rates)), "exit_codes": exits})
+            except ServerUnavailable as exc:
+                out.append({"name": f"land_process_{kind}", "value": None, "error": str(exc), "n": n})
+    finally:
+        for s in servers.values():
+            s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _raw_round(kind: str, n: int, servers: dict[str, LocalServer]) -> float:
+    bus = _open(kind, servers)
+    try:
+        bus.ensure()
+        bus.publish_many(make_claims(n, seed=3))
+        return _raw_pull_ack(bus, n)
+    finally:
+        bus.delete()
+        bus.close()
+
+
+def _land_round(kind: str, n: int, servers: dict[str, LocalServer], tmp: Path) -> dict:
+    bus = _open(kind, servers)
+    pg_db, url = create_postgres_database(prefix="aios_bench_")
+    engine = sa.create_engine(url)
+    try:
+        bus.ensure()
+        bus.publish_many(make_claims(n))
+        ensure_landing_tables(engine)
+        return _land_process(kind, _sub_config(kind, bus), n, url, engine, tmp)
+    finally:
+        engine.dispose()
+        drop_postgres_database(pg_db)
+        bus.delete()
+        bus.close()
+
+
+def _sub_config(kind: str, bus) -> dict:
+    if kind == "pubsub":
+        import os
+
+        return {"project": bus.project, "topic": bus.topic, "subscription": bus.subscription,
+                "emulator_host": os.environ.get("PUBSUB_EMULATOR_HOST"), "ack_deadline_s": 60}
+    return {"url": bus.url, "stream": bus.stream, "durable": bus.durable, "ack_wait_s": 60}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--backends", default="pubsub,nats")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
+    p.add_argument("--product", action="store_true", help="the `aios land` process against the broker's raw rate")
     a = p.parse_args(argv)
+    if a.product:
+        entries = measure_product(a.n, tuple(b.strip() for b in a.backends.split(",") if b.strip()))
+        print(json.dumps(entries, indent=2) if a.json else "\n".join(
+            f"{e['name']:<20}{e['value'] or '-':>8} msg/s persisted+acked   broker pull+ack {e.get('baseline') or '-':>6} "
+            f"msg/s   ratio {e.get('ratio') or '-'}   rounds {e.get('land_rounds')} vs {e.get('raw_rounds')}   "
+            f"validated into landed_claims {e.get('landed_msg_s') or '-'} msg/s   exits {e.get('exit_codes')}  "
+            f"{e.get('error', '')}" for e in entries))
+        return
     entries = measure(a.n, tuple(b.strip() for b in a.backends.split(",") if b.strip()), a.store)
     if a.json:
         print(json.dumps(entries, indent=2))

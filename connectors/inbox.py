@@ -7,7 +7,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,9 +293,11 @@ class InboxTick:
     seen: list[str] = field(default_factory=list)
 
 
-def collect_inbox(inbox: Path, landing: Path, rejected: Path, seen: list[str]) -> InboxTick:
+def collect_inbox(inbox: Path, landing: Path, rejected: Path, seen: list[str],
+                  before_landing: Callable[[InboxFile], None] | None = None) -> InboxTick:
     """Land every new file of `inbox` under `landing/<day>/` (or move it to `rejected` with a reason), at most
-    MAX_FILES_PER_TICK; `seen` are the fingerprints already handled, the tick's `seen` the ones to remember."""
+    MAX_FILES_PER_TICK; `seen` are the fingerprints already handled, the tick's `seen` the ones to remember.
+    `before_landing` runs on each accepted file before it moves (the sensor registers its claims there)."""
     tick = InboxTick(seen=list(seen))
     known = set(seen)
     for f in list_inbox(inbox)[:MAX_FILES_PER_TICK]:
@@ -307,6 +309,8 @@ def collect_inbox(inbox: Path, landing: Path, rejected: Path, seen: list[str]) -
             reject_file(f, rejected, reason)
             tick.rejected.append(f.path.name)
         else:
+            if before_landing is not None:
+                before_landing(f)
             land_file(f, landing)
             tick.landed.setdefault(f.partition, []).append(fp)
         tick.seen.append(fp)

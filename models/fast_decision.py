@@ -26,6 +26,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from aios.kernel.canonical import canonical_json
 from aios.kernel.contracts import rationale_item
@@ -35,6 +36,7 @@ from models.decision import RATIONALE_DIGITS, TOP_DRIVERS, TOP_FEATURES, Decisio
 from models.documents import extract_invoice_total
 from models.features import FEATURE_COLUMNS, MISMATCH_TOLERANCE
 from models.fusion import YES, fusion_table
+from models.modules.production import CLASSIFIER
 from models.triage import SUSPICIOUS_PATTERNS
 
 
@@ -270,6 +272,34 @@ def _table_row(fast: FastModels, evidence: Mapping[str, str | None]) -> int:
     return idx
 
 
+def _modules(fast: FastModels, claim_id: str, features: Mapping[str, Any], band: str | None,
+             net: tuple[float, float, float], k: int) -> tuple[tuple[float, float, float], list[str], str]:
+    """The decision-module step of `decide` for one claim (`models.modules.production`): the fused posterior
+    and interval, the module rationale items (canonical JSON) and the versions text, with the same bits."""
+    mods = fast.models.modules
+    frame = pd.DataFrame([dict(features)], index=[claim_id])
+    states = mods.states(frame, pd.Series([band], index=frame.index, dtype=object))
+    fused = tuple(float(mods.fuse(np.array([v]), states)[0]) for v in net)
+    moved = mods.contributions(np.array([net[0]]), states, np.array([fused[0]]))
+    versions = fast.models.versions
+    mv = mods.versions()
+    if CLASSIFIER in mv:
+        mv = {**mv, CLASSIFIER: versions.get(CLASSIFIER, mv[CLASSIFIER])}
+    recs = {n: {"version": mv[n], "state": states[n].iloc[0]} for n in states.columns}
+    effects = {n: float(moved[n].iloc[0]) for n in moved.columns if moved[n].iloc[0] == moved[n].iloc[0]}
+    if CLASSIFIER in recs and "score_band" in fast.contrib_cols:
+        band_moved = fast.contrib[k][fast.contrib_cols.index("score_band")]
+        if band_moved == band_moved:
+            effects[CLASSIFIER] = float(band_moved)
+    fragments = []
+    for name, rec in recs.items():
+        effect = effects.get(name)
+        fragments.append(canonical_json(rationale_item(
+            "module", name, rec["state"], None if effect is None else round(effect, RATIONALE_DIGITS),
+            version=rec["version"])))
+    return fused, fragments, canonical_json({**versions, "modules": recs})
+
+
 def decide_one(claim_id: str, features: Mapping[str, Any], fast: FastModels) -> dict[str, Any]:
     """One claim's decision row: the fields (`DECISION_COLUMNS`) `decide` gives for the same feature row."""
     scorer = fast.scorer
@@ -277,7 +307,12 @@ def decide_one(claim_id: str, features: Mapping[str, Any], fast: FastModels) -> 
     evidence = _evidence(features, score)
     k = _table_row(fast, evidence)
     table = fast.table
-    p = table.p_fraud[k]
+    net = (float(table.p_fraud[k]), float(table.low[k]), float(table.high[k]))
+    if fast.models.modules is not None:
+        (p, low, high), fragments, versions_json = _modules(fast, str(claim_id), features, evidence["score_band"],
+                                                            net, k)
+    else:
+        (p, low, high), fragments, versions_json = net, [], fast.versions_json
     amount = float(features["amount"])
     route = fast.models.policy.route(np.array([p]), np.array([amount]))[0]
     items = [rationale_item("score", "classifier", round(score, RATIONALE_DIGITS), band=evidence["score_band"])]
@@ -291,6 +326,8 @@ def decide_one(claim_id: str, features: Mapping[str, Any], fast: FastModels) -> 
     for j, v in enumerate(fast.contrib_cols):
         if v != "score_band" and moved[j] == moved[j]:
             items.append(rationale_item("evidence", v, evidence[v], round(moved[j], RATIONALE_DIGITS)))
+    text = canonical_json(items)
+    rationale = f"{text[:-1]},{','.join(fragments)}]" if fragments else text
     voi_row = fast.voi[k]
     voi_rank = -np.nan_to_num(fast.voi[k:k + 1], nan=-1.0)
     order = [j for j in np.argsort(voi_rank[0]) if not np.isnan(voi_row[j])][:TOP_DRIVERS]
@@ -299,12 +336,12 @@ def decide_one(claim_id: str, features: Mapping[str, Any], fast: FastModels) -> 
         "claim_id": str(claim_id),
         "amount": amount,
         "score": score,
-        "p_fraud": float(p),
-        "p_fraud_low": float(table.low[k]),
-        "p_fraud_high": float(table.high[k]),
+        "p_fraud": p,
+        "p_fraud_low": low,
+        "p_fraud_high": high,
         "route": str(route),
-        "rationale": canonical_json(items),
+        "rationale": rationale,
         "uncertainty_drivers": canonical_json(drivers),
-        "versions": fast.versions_json,
+        "versions": versions_json,
         "snapshot_hash": snapshot_hash(snapshot_record(str(claim_id), features)),
     }

@@ -125,6 +125,11 @@ def validate_claims(raw: pd.DataFrame, source: str = "batch", seen_claim_ids: se
             quarantined.append({"claim_id": None, "source": row_source, "reasons": [str(record["_parse_error"])],
                                 "raw": record})
             continue
+        if record.get("_reject"):  # refused before validation, e.g. a claim id owned with other content
+            reason = str(record.pop("_reject"))
+            quarantined.append({"claim_id": record.get("claim_id"), "source": row_source, "reasons": [reason],
+                                "raw": {k: v for k, v in record.items() if not k.startswith("_")}})
+            continue
         record = {k: v for k, v in record.items() if not k.startswith("_")}
         try:
             claim = Claim.model_validate(_clean(record))

@@ -1,19 +1,41 @@
-"""One sensor per configured bus subscription: pull a bounded batch, land it durably, ack, request runs.
+"""The reconciliation sensor: turns landed-but-undecided claims into claims_job runs, from durable state.
 
-Landed claims are appended to the daily partition of their submission day (not a dynamic
-partition per batch): decisions, review queue, payouts and backtests are all per day, a day
-mixes inbox files and bus messages, and a partition re-run recomputes the whole day from
-the landing store. Each tick's batch becomes one run request per day it touched, with
-run_key `bus:<batch id>:<day>`, so a batch never makes two runs and never one per message.
+Landing is not done here: `aios land` (one long-running consumer per subscription) persists
+bus messages and acks them at the broker's speed. This sensor reads the stores only:
+every day with registered claims (bus, inbox or API, `claim_identities`) that are neither
+decided nor quarantined gets a run whose `run_key` is derived from that content (the
+day, its newest registration and the count). So:
+
+- a crash anywhere between land, ack and run request loses no day: the next tick sees the
+  same undecided claims and requests the run (Dagster drops a run_key it already launched);
+- the same content never gets two runs; new claims landing for the day give a new key;
+- a day with a run queued is skipped (the run reads the whole day when it starts), and a
+  day whose started run already covers the newest registration is skipped too. At most one
+  run per day executes at a time through the run queue's per-partition tag limit
+  (dagster.yaml, `aios db prepare`).
+
+A failed run leaves its claims undecided under the same key: it is not retried in a loop;
+re-run the day from the UI or `aios run-partition DAY` after fixing the cause.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Iterable
 
 import dagster as dg
 
-from aios.kernel.bus_config import BusConfig, Subscription, load_bus_config
 from aios.kernel.settings import Profile, get_settings
+from aios_assets.partitions import daily_partitions
 from aios_resources import StoresResource
+
+SENSOR_NAME = "landed_claims_sensor"
+COVERS_TAG = "aios/landed_seq"  # the newest claim registration of the day when the run was requested
+PARTITION_TAG = "dagster/partition"
+_WAITING = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+_RUNNING = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+MAX_REQUESTS_PER_TICK = 50
+INTERVAL_S = 5  # between ticks: a landed day waits at most this long for its run request
 
 
 def _default_status() -> dg.DefaultSensorStatus:
@@ -23,53 +45,60 @@ def _default_status() -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.STOPPED
 
 
-def build_bus_sensor(sub: Subscription, bounds: BusConfig) -> dg.SensorDefinition:
-    """The sensor landing `sub`'s messages into the daily partitions of claims_job."""
-
-    @dg.sensor(name=f"bus_{sub.name}", job_name="claims_job", minimum_interval_seconds=15,
-               default_status=_default_status(),
-               description=f"Lands claims from {sub.kind} subscription {sub.name!r}: at most {bounds.max_messages} "
-                           f"messages within {bounds.max_seconds:g} s per tick, persisted before they are acked.")
-    def _bus_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
-        import time
-
-        from aios.kernel.tracing import flush, record_claim_spans
-        from connectors.bus import open_bus
-        from connectors.landing import pull_and_land, read_batch
-
-        t0 = time.time_ns()
-        bus = open_bus(sub.kind, **sub.config)
-        try:
-            bus.ensure()
-            result = pull_and_land(bus, stores.engine(), max_messages=bounds.max_messages,
-                                   timeout_s=bounds.max_seconds)
-        finally:
-            bus.close()
-        if result.empty:
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"no messages on {sub.name}"))
-        context.log.info(f"batch {result.batch_id}: {result.messages} messages, {result.landed} landed, "
-                         f"{result.duplicates} duplicates, {result.dead_lettered} dead-lettered")
-        if result.landed:
-            landed = read_batch(stores.engine(), result.batch_id)
-            record_claim_spans("bus_sensor.land", landed["claim_id"], t0,
-                               {"aios.batch": result.batch_id, "aios.subscription": sub.name})
-            flush()
-        requests = [
-            dg.RunRequest(partition_key=day, run_key=f"bus:{result.batch_id}:{day}",
-                          tags={"aios/source": f"bus:{sub.name}", "aios/batch": result.batch_id,
-                                "aios/landed": str(n)})
-            for day, n in sorted(result.partitions.items())
-        ]
-        if not requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason(
-                f"batch {result.batch_id}: nothing new ({result.duplicates} duplicates, "
-                f"{result.dead_lettered} dead-lettered)"))
-        return dg.SensorResult(run_requests=requests)
-
-    return _bus_sensor
+def in_flight(instance: dg.DagsterInstance, job_name: str = "claims_job") -> dict[str, list[dg.DagsterRun]]:
+    """Runs of `job_name` queued or executing, by partition."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=[*_WAITING, *_RUNNING]))
+    out: dict[str, list[dg.DagsterRun]] = {}
+    for r in runs:
+        day = r.tags.get(PARTITION_TAG)
+        if day:
+            out.setdefault(day, []).append(r)
+    return out
 
 
-def bus_sensors(config: BusConfig | None = None) -> list[dg.SensorDefinition]:
-    """A sensor for each subscription in config/bus.yaml."""
-    cfg = config or load_bus_config()
-    return [build_bus_sensor(s, cfg) for s in cfg.subscriptions]
+def covered(runs: Iterable[dg.DagsterRun], max_seq: int) -> str | None:
+    """Why no new run is needed for a day with these runs in flight (None: one is needed)."""
+    for r in runs:
+        if r.status in _WAITING:
+            return f"run {r.run_id[:8]} is queued and will read the whole day"
+        if int(r.tags.get(COVERS_TAG, "-1")) >= max_seq:
+            return f"run {r.run_id[:8]} is running and covers registration {max_seq}"
+    return None
+
+
+def reconcile(instance: dg.DagsterInstance, engine, log=None) -> dg.SensorResult:
+    """Run requests for the days with undecided claims (see module doc)."""
+    from connectors.landing import undecided_days
+
+    flying = in_flight(instance)
+    requests, skipped = [], []
+    for day in undecided_days(engine):
+        if not daily_partitions.has_partition_key(day.partition):
+            skipped.append(f"{day.partition}: not a partition of claims_job ({day.claims} claims)")
+            continue
+        why = covered(flying.get(day.partition, []), day.max_seq)
+        if why:
+            skipped.append(f"{day.partition}: {why}")
+            continue
+        requests.append(dg.RunRequest(partition_key=day.partition, run_key=day.run_key, tags={
+            "aios/source": "landed", COVERS_TAG: str(day.max_seq), "aios/undecided": str(day.claims)}))
+        if len(requests) >= MAX_REQUESTS_PER_TICK:
+            break
+    if log is not None and skipped:
+        log.info("; ".join(skipped))
+    if not requests:
+        from connectors.landing import journal_backlog
+
+        waiting = [f"{n} messages journaled by {src}, not landed yet" for src, n in journal_backlog(engine).items()]
+        return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(
+            skipped + waiting or ["every registered claim is decided or quarantined"])))
+    return dg.SensorResult(run_requests=requests)
+
+
+@dg.sensor(name=SENSOR_NAME, job_name="claims_job", minimum_interval_seconds=INTERVAL_S, default_status=_default_status(),
+           description="Requests a claims_job run for each day with landed claims not yet decided or quarantined "
+                       "(run_key from the content; skips days whose queued or running run covers it). Landing "
+                       "itself is `aios land` (one consumer per bus subscription).")
+def landed_claims_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
+    """Turns landed-but-undecided claims into one claims_job run per day."""
+    return reconcile(context.instance, stores.engine(), context.log)

@@ -278,6 +278,15 @@ def fast_path_default() -> bool:
     return os.environ.get(FAST_PATH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+class AlreadyReceived(HTTPException):
+    """409: claims another ingress (bus, inbox) delivered first; their day's batch run decides them."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        super().__init__(409, {"reason": "already received by another ingress (one claim id, one claim); "
+                                         "its day's batch run decides it, see GET /v1/claims/{claim_id}",
+                               "claim_ids": sorted(reasons), "details": reasons})
+
+
 class DecisionService:
     """Decides submitted claims with the pinned models and records every decision.
 
@@ -427,6 +436,7 @@ class DecisionService:
                 results[k] = AlreadyDecided(refused)
             else:
                 live.append(k)
+        live = self._register(jobs, live, results)
         claims = [c for k in live for c in jobs[k].items]
         if not claims:
             return results
@@ -445,6 +455,7 @@ class DecisionService:
         except RecordFailed as exc:
             # A failed write fails the whole batch as it is: retrying job by job (what the batcher does
             # with an exception raised here) would append the ledger rows of the batch a second time.
+            self._unregister(ids)
             return [exc if r is None else r for r in results]
         routes = dict(zip(decisions["claim_id"], decisions["route"]))
         for k in live:
@@ -487,6 +498,7 @@ class DecisionService:
                 results[k] = AlreadyDecided(refused)
             else:
                 live.append(k)
+        live = self._register(jobs, live, results)
         claims = [c for k in live for c in jobs[k].items]
         if not claims:
             return results
@@ -509,6 +521,7 @@ class DecisionService:
             statuses = record_group(self.engine, partition, rows, snapshots, pinned.models.policy, ACTOR, decided_at,
                                     actor_of=actor_of)
         except RecordFailed as exc:
+            self._unregister([c.claim_id for c in claims])
             return [exc if r is None else r for r in results]
         out = [decision_dict({**r, "partition": partition, "decided_at": decided_at}, statuses.get(r["claim_id"]))
                for r in rows]
@@ -527,6 +540,37 @@ class DecisionService:
             self.metrics.batch_claims.observe(len(claims))
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return results
+
+    def _register(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]], live: list[int],
+                  results: list[Any]) -> list[int]:
+        """Register the live jobs' claims under "api" (one identity per claim id across ingress paths); a job
+        with a claim another ingress delivered first is refused (409) and its new registrations withdrawn."""
+        from connectors.landing import register_claims
+
+        partition = f"{API_PARTITION_PREFIX}{datetime.now(timezone.utc):%Y-%m-%d}"
+        claims = [(Claim.model_validate(c.model_dump(exclude={"documents"})), partition)
+                  for k in live for c in jobs[k].items]
+        reg = register_claims(self.engine, "api", claims)
+        kept = []
+        for k in live:
+            ids = [c.claim_id for c in jobs[k].items]
+            reasons = {i: reg.conflicts.get(i, "already received with the same content") for i in ids
+                       if i not in reg.owned}
+            if reasons:
+                results[k] = AlreadyReceived(reasons)
+                self._unregister([i for i in ids if i in reg.owned])
+            else:
+                kept.append(k)
+        return kept
+
+    def _unregister(self, claim_ids: list[str]) -> None:
+        """Withdraw the API's identities of claims it did not decide (refused, or the write failed)."""
+        from connectors.landing import claim_identities
+
+        if claim_ids:
+            with self.engine.begin() as conn:
+                conn.execute(claim_identities.delete().where(claim_identities.c.claim_id.in_(claim_ids)
+                                                             & (claim_identities.c.source == "api")))
 
     def _review_statuses(self, claim_ids: list[str]) -> dict[str, str]:
         with self.engine.connect() as conn:

@@ -24,6 +24,7 @@ from aios.cli.clients import clients_app
 from aios.cli.audit import audit_app
 from aios.cli.evaluate import evaluate_app
 from aios.cli.policy import policy_app
+from aios.cli.land import land
 
 app = typer.Typer(help="aios: claims decisions on Dagster. `aios demo` runs everything end to end.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -37,6 +38,7 @@ app.add_typer(clients_app, name="clients")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)
+app.command()(land)
 db_app = typer.Typer(help="The stores' database: migrations and the production profile's setup.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

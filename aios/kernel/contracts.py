@@ -28,6 +28,7 @@ ROUTES: tuple[str, ...] = tuple(r.value for r in Route)
 LEDGER_EVENTS: tuple[str, ...] = (
     "ingest_batch", "validated", "quarantined",  # landing and validation (pipeline)
     "score", "posterior", "decision",  # each decision, batch or API
+    "module_landed",  # an async decision module answered after its claim was decided: the claim decided again
     "policy_in_force", "model_alias_set", "model_pinned",  # what decided: policy set, model alias, service pin
     "review_action", "payout", "user_change",  # people and money
     "sign_in", "sign_in_failed", "sign_in_refused", "sign_out",  # who signed in to the review UI, from where
@@ -98,20 +99,24 @@ class Claim(BaseModel):
         return v
 
 
-RATIONALE_KINDS = ("score", "feature", "evidence")
+RATIONALE_KINDS = ("score", "feature", "evidence", "module")
+# Module states that carry no evidence (models.modules.contract.SILENT_STATES; the kernel imports nothing above it).
+SILENT_MODULE_STATES = ("unavailable", "not_applicable", "pending")
 
 
 class RationaleItem(BaseModel):
     """One reason of a decision: the classifier's score (with its band), a feature's contribution to that
-    score, or a Bayesian-network signal's contribution to p_fraud; `text` is the same said in words."""
+    score, a Bayesian-network signal's contribution to p_fraud, or a decision module's state (with its
+    version) and how far it moved p_fraud; `text` is the same said in words."""
 
-    kind: Literal["score", "feature", "evidence"]
+    kind: Literal["score", "feature", "evidence", "module"]
     name: str
     value: str | float | int | bool | None = Field(description="The score, the feature's value (None when "
                                                                "missing) or the signal's observed state.")
     effect: float | None = Field(default=None, description="How far it moved the score (feature) or p_fraud "
                                                           "(evidence); None for the score itself.")
     band: str | None = Field(default=None, description="The score's band (kind `score` only).")
+    version: str | None = Field(default=None, description="The module's version (kind `module` only).")
     text: str
 
 
@@ -124,7 +129,8 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def rationale_text(kind: str, name: str, value: Any, effect: float | None = None, band: str | None = None) -> str:
+def rationale_text(kind: str, name: str, value: Any, effect: float | None = None, band: str | None = None,
+                   version: str | None = None) -> str:
     """The one wording of a rationale item (the API's, the ledger's and the review UI's `text`)."""
     if kind == "score":
         return f"classifier score {float(value):.3f} ({band} band)"
@@ -132,18 +138,24 @@ def rationale_text(kind: str, name: str, value: Any, effect: float | None = None
         return f"{name}={format_value(value)} moved the score {float(effect or 0.0):+.3f}"
     if kind == "evidence":
         return f"{name}={format_value(value)} moved p_fraud {float(effect or 0.0):+.3f}"
+    if kind == "module":
+        said = (f"could not say ({value}; marginalised)" if value in SILENT_MODULE_STATES
+                else f"said {format_value(value)}" + ("" if effect is None else f", moved p_fraud {float(effect):+.3f}"))
+        return f"module {name} {version or '?'} {said}"
     raise ValueError(f"rationale kind must be one of {RATIONALE_KINDS}; got {kind!r}")
 
 
 def rationale_item(kind: str, name: str, value: Any, effect: float | None = None,
-                   band: str | None = None) -> dict[str, Any]:
+                   band: str | None = None, version: str | None = None) -> dict[str, Any]:
     """A rationale item as stored with the decision (the fields of `RationaleItem`, `text` derived here)."""
     if isinstance(value, float) and value != value:
         value = None
     item: dict[str, Any] = {"kind": kind, "name": name, "value": value, "effect": effect,
-                            "text": rationale_text(kind, name, value, effect, band)}
+                            "text": rationale_text(kind, name, value, effect, band, version)}
     if band is not None:
         item["band"] = band
+    if version is not None:
+        item["version"] = version
     return item
 
 
@@ -159,7 +171,8 @@ class Decision(BaseModel):
     currency: str
     rationale: list[RationaleItem]
     uncertainty_drivers: list[dict[str, Any]]
-    versions: dict[str, str]
+    versions: dict[str, Any] = Field(description="classifier, bayes_net, policy and features versions, and "
+                                                 "`modules`: {name: {version, state}} for every decision module.")
     snapshot_hash: str
     partition: str
     decided_at: str
@@ -188,3 +201,12 @@ def describe_validation_error(err: ValidationError) -> list[str]:
         field = ".".join(str(p) for p in e["loc"]) or "<row>"
         out.append(f"{field}: {error_reason(e)}")
     return out
+
+
+def claim_content_hash(claim: Claim) -> str:
+    """sha256 of the claim's validated fields (pydantic's JSON, fields in declaration order): equal for
+    the same claim from any ingress (CSV strings and JSON values validate to the same Claim), different
+    when any field differs."""
+    import hashlib
+
+    return hashlib.sha256(claim.model_dump_json().encode()).hexdigest()

@@ -19,10 +19,20 @@ storage:
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 2
-telemetry:
+{run_queue}telemetry:
   enabled: false
+"""
+
+# At most one run per partition at a time (two runs of one day would race on its stores rows);
+# the reconciliation sensor relies on it. Also written into the embedded profile's dagster.yaml.
+RUN_QUEUE = """concurrency:
+  runs:
+    max_concurrent_runs: 2
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 """
 
 
@@ -50,7 +60,17 @@ def write_dagster_yaml(dagster_home: Path, storage_url: str) -> Path:
     """Write `dagster.yaml` under `dagster_home` with PostgreSQL storage at `storage_url`."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     path = dagster_home / "dagster.yaml"
-    path.write_text(DAGSTER_YAML.format(url=_plain_postgres(storage_url)))
+    path.write_text(DAGSTER_YAML.format(url=_plain_postgres(storage_url), run_queue=RUN_QUEUE))
+    return path
+
+
+def write_embedded_dagster_yaml(dagster_home: Path) -> Path:
+    """Write the embedded profile's `dagster.yaml` (SQLite storage, the same per-partition run queue limit)
+    when it is missing or still the earlier default (telemetry only); a file the user edited is left alone."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    path = dagster_home / "dagster.yaml"
+    if not path.exists() or path.read_text().strip() == "telemetry:\n  enabled: false":
+        path.write_text(RUN_QUEUE + "telemetry:\n  enabled: false\n")
     return path
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from aios.kernel.canonical import canonical_json
 from aios.kernel.db import get_engine
 from aios.kernel.settings import Settings
 from connectors.stores.snapshots import load_snapshots
@@ -101,7 +102,9 @@ def replay_partition(settings: Settings, partition: str) -> list[ReplayResult]:
     if stored.empty:
         raise LookupError(f"no stored decisions for partition {partition}")
     results = []
-    for versions, group in stored.groupby("versions"):
+    # Group by what was pinned (classifier, network, policy, features); `modules` holds each claim's states.
+    pinned = stored["versions"].map(lambda v: canonical_json({k: x for k, x in json.loads(v).items() if k != "modules"}))
+    for versions, group in stored.groupby(pinned):
         models = pinned_models(settings, json.loads(versions))
         recomputed = decide(load_snapshots(engine, list(group["snapshot_hash"])), models).set_index("claim_id")
         for recorded in group.to_dict("records"):

@@ -56,8 +56,17 @@ def partition_summary(settings: Settings, partition: str) -> dict:
         "paid": int(paid),
         "drift_detected": None if drift is None else (not drift[0]),
         "gates": {k: {"passed": v[0], "detail": v[1]} for k, v in gates.items()},
-        "versions": json.loads(versions) if versions else {},
+        "versions": _versions_in_force(versions),
     }
+
+
+def _versions_in_force(stored: str | None) -> dict[str, str]:
+    """A decision's versions as the partition's: each decision module's version, not that claim's state."""
+    versions = json.loads(stored) if stored else {}
+    modules = versions.pop("modules", None)
+    if isinstance(modules, dict):
+        versions["modules"] = ", ".join(f"{n} {m.get('version')}" for n, m in sorted(modules.items()))
+    return versions
 
 
 def write_summary(summary: dict, path: Path) -> Path:

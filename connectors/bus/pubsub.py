@@ -40,6 +40,8 @@ class PubSubBus(EventBus):
         ack_deadline_s: the subscription's ack deadline on creation (10..600 s).
         publish_timeout_s: how long publish/publish_many wait for the broker to accept.
         max_batch_messages / max_batch_latency_s: publisher batching.
+        connect_timeout_s: how long `ensure()` waits for the broker (an unreachable emulator
+            fails fast with a clear error instead of blocking its caller for a minute).
     """
 
     kind = "pubsub"
@@ -54,6 +56,7 @@ class PubSubBus(EventBus):
         publish_timeout_s: float = 60.0,
         max_batch_messages: int = 1000,
         max_batch_latency_s: float = 0.01,
+        connect_timeout_s: float = 10.0,
     ) -> None:
         if emulator_host:
             os.environ["PUBSUB_EMULATOR_HOST"] = emulator_host
@@ -64,6 +67,7 @@ class PubSubBus(EventBus):
         self.subscription = subscription
         self.ack_deadline_s = int(ack_deadline_s)
         self.publish_timeout_s = publish_timeout_s
+        self.connect_timeout_s = float(connect_timeout_s)
         self._publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(
                 max_messages=max_batch_messages, max_bytes=9 * 1024 * 1024, max_latency=max_batch_latency_s
@@ -83,11 +87,23 @@ class PubSubBus(EventBus):
         """Create the topic and subscription if missing. Idempotent."""
         from google.api_core import exceptions as gexc
 
-        try:
-            self._publisher.create_topic(request={"name": self.topic_path}, timeout=30)
-            log.info("created topic %s", self.topic_path)
-        except gexc.AlreadyExists:
-            pass
+        deadline = time.monotonic() + self.connect_timeout_s
+        while True:  # the first call also waits for the broker (a just-started emulator refuses a moment)
+            try:
+                self._publisher.create_topic(request={"name": self.topic_path},
+                                             timeout=max(0.5, deadline - time.monotonic()), retry=None)
+                log.info("created topic %s", self.topic_path)
+                break
+            except gexc.AlreadyExists:
+                break
+            except (gexc.DeadlineExceeded, gexc.ServiceUnavailable) as exc:
+                if time.monotonic() + 0.25 < deadline:
+                    time.sleep(0.25)
+                    continue
+                where = os.environ.get("PUBSUB_EMULATOR_HOST") or "Google Cloud"
+                raise ConnectionError(f"Pub/Sub at {where} did not answer within {self.connect_timeout_s:g} s "
+                                      f"({type(exc).__name__}: {exc}); is the emulator running? "
+                                      f"(docs/operations.md)") from exc
         try:
             self._subscriber.create_subscription(
                 request={
@@ -95,7 +111,7 @@ class PubSubBus(EventBus):
                     "topic": self.topic_path,
                     "ack_deadline_seconds": self.ack_deadline_s,
                 },
-                timeout=30,
+                timeout=self.connect_timeout_s, retry=None,
             )
             log.info("created subscription %s", self.subscription_path)
         except gexc.AlreadyExists:

@@ -266,7 +266,7 @@ class Pain001FileRail(PaymentRail):
 
     def _archive(self, names: list[str]) -> None:
         done = self.inbound / "read"
-        done.mkdir(exist_ok=True)
+        done.mkdir(parents=True, exist_ok=True)
         for name in names:
             try:
                 os.replace(self.inbound / name, done / name)

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aios.kernel.contracts import format_value
+from aios.kernel.contracts import SILENT_MODULE_STATES, format_value
 from aios.kernel.db import ensure_tables, get_engine
 from aios.usecases.review_workflow import leaning_threshold
 from connectors.stores.reviews import ensure_review_tables
@@ -116,7 +116,8 @@ def _claims_in_file(path: str, _mtime_ns: int) -> dict[str, dict[str, Any]]:
 
 def rationale_view(text: str | None) -> dict[str, Any]:
     """The decision's structured rationale (`RationaleItem`s) grouped for display: the score's words, the top
-    feature contributions to the score, and the network evidence with how far each moved p_fraud.
+    feature contributions to the score, the network evidence with how far each moved p_fraud, and the decision
+    modules: which spoke (their state and how far each moved p_fraud) and which could not say.
 
     An item that is not structured (a decision stored before the rationale was) is shown as its words.
     """
@@ -124,13 +125,19 @@ def rationale_view(text: str | None) -> dict[str, Any]:
         items = json.loads(text) if text else []
     except ValueError:
         items = [str(text)]
-    out: dict[str, Any] = {"summary": [], "features": [], "evidence": []}
+    out: dict[str, Any] = {"summary": [], "features": [], "evidence": [], "modules": []}
     for item in items if isinstance(items, list) else [items]:
         if not isinstance(item, dict):
             out["summary"].append(str(item))
             continue
         kind = item.get("kind")
-        if kind in ("feature", "evidence") and isinstance(item.get("effect"), (int, float)):
+        if kind == "module":
+            state, effect = item.get("value"), item.get("effect")
+            out["modules"].append({"name": str(item.get("name")), "version": str(item.get("version") or ""),
+                                   "state": format_value(state),
+                                   "spoke": state not in SILENT_MODULE_STATES and state is not None,
+                                   "delta": float(effect) if isinstance(effect, (int, float)) else None})
+        elif kind in ("feature", "evidence") and isinstance(item.get("effect"), (int, float)):
             out["features" if kind == "feature" else "evidence"].append(
                 {"name": str(item.get("name")), "value": format_value(item.get("value")),
                  "delta": float(item["effect"])})

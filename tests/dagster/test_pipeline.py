@@ -28,7 +28,7 @@ def test_partition_counts_add_up_and_only_auto_approved_claims_are_paid(run_day,
     assert s["paid"] == s["auto_approve"] > 0
     assert s["human_review"] > 0 and s["refer_siu"] > 0
     assert s["drift_detected"] is False
-    assert set(s["versions"]) == {"classifier", "bayes_net", "policy", "features"}
+    assert set(s["versions"]) == {"classifier", "bayes_net", "policy", "features", "modules"}
     engine = get_engine(settings.db_url)
     decisions = read_table(engine, decisions_table, day)
     paid = {r["claim_id"] for r in read_table(engine, payouts_table, day).to_dict("records")}

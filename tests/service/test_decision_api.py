@@ -22,6 +22,7 @@ from connectors.stores.ledger import AuditLedger
 from governance.policy import load_policy_set
 from models.bayes import FraudNetwork
 from aios.kernel.canonical import canonical_json
+from models.modules.contract import load_modules
 from aios.kernel.contracts import Decision, rationale_text
 from models.decision import DECISION_COLUMNS, DecisionModels, decide
 from models.features import build_features
@@ -144,6 +145,31 @@ def test_a_claim_decided_by_a_batch_is_not_decided_again(client, trained):
         assert conn.exec_driver_sql("select count(*) from audit_ledger where claim_id = 'API-409-BATCH'").scalar() == 0
 
 
+def test_the_api_and_the_bus_share_one_identity_per_claim_id(client, trained):
+    import uuid as _uuid
+
+    from connectors.bus.base import BusMessage
+    from connectors.landing import dead_letter_rows, land_batch
+
+    records, _ = _claims(trained, API_DAY, 3, "API-ID-")
+    engine = get_engine(trained.db_url)
+    payloads = [_payload(r) for r in records.to_dict("records")]
+    msg = lambda p: BusMessage(message_id=_uuid.uuid4().hex, data=json.dumps(p, default=str).encode())  # noqa: E731
+    # landed from the bus first: the API refuses it (the day's batch run decides it)
+    assert land_batch(engine, "nats:API/t", [msg(payloads[0])]).landed == 1
+    refused = client.post("/v1/decisions", json=payloads[0])
+    assert refused.status_code == 409
+    assert refused.json()["detail"]["claim_ids"] == [payloads[0]["claim_id"]]
+    # decided by the API first: the same claim on the bus is a duplicate, other content a dead letter
+    assert client.post("/v1/decisions", json=payloads[1]).status_code == 200
+    same = land_batch(engine, "nats:API/t", [msg(payloads[1])])
+    other = land_batch(engine, "nats:API/t", [msg({**payloads[1], "amount": 1.5})])
+    assert (same.landed, same.duplicates, other.landed, other.dead_lettered) == (0, 1, 0, 1)
+    assert "already received from api" in dead_letter_rows(engine, "nats:API/t")["reason"].iat[-1]
+    # the API may decide its own claim again (a retried request)
+    assert client.post("/v1/decisions", json=payloads[1]).status_code == 200
+
+
 def test_bad_input_gets_a_422_naming_each_field_and_why(client, trained):
     records, _ = _claims(trained, API_DAY, 3, "API-422-")
     good = _payload(records.iloc[0].to_dict())
@@ -227,9 +253,15 @@ def test_api_decisions_follow_the_decision_contract_with_a_structured_rationale(
         decision = Decision.model_validate(body)
         kinds = [item.kind for item in decision.rationale]
         assert kinds[0] == "score" and decision.rationale[0].value == round(decision.score, 6)
-        assert kinds.count("feature") == 3 and set(kinds) <= {"score", "feature", "evidence"}
+        assert kinds.count("feature") == 3 and set(kinds) <= {"score", "feature", "evidence", "module"}
         for item in decision.rationale:
-            assert item.text == rationale_text(item.kind, item.name, item.value, item.effect, item.band)
+            assert item.text == rationale_text(item.kind, item.name, item.value, item.effect, item.band,
+                                               item.version)
+        # every registered decision module, its version and what it said, in the versions and the rationale
+        modules = decision.versions["modules"]
+        assert set(modules) == set(load_modules())
+        assert {i.name: (i.version, i.value) for i in decision.rationale if i.kind == "module"} == {
+            n: (m["version"], m["state"]) for n, m in modules.items()}
         assert json.loads(stored_rows.at[decision.claim_id, "rationale"]) == body["rationale"]
 
 

@@ -144,6 +144,17 @@ def test_a_reviewer_approves_a_case_in_the_browser_and_the_next_tick_pays_it_onc
     assert page.locator("[data-testid=features] tr").count() >= 1
     assert "moved" not in page.inner_text("[data-testid=features]")  # parsed into rows, not raw lines
     assert page.locator("[data-testid=evidence] tr").count() >= 1
+    # the decision modules: every recorded module in a row, with its version, and whether it spoke
+    modules = json.loads(_decision(engine, claim_id)["versions"])["modules"]
+    shown = page.locator("[data-testid=module]")
+    assert shown.count() == len(modules)
+    for i in range(shown.count()):
+        row = shown.nth(i)
+        name = row.get_attribute("data-module")
+        assert modules[name]["version"] in row.inner_text()
+        silent = modules[name]["state"] in ("unavailable", "not_applicable", "pending")
+        assert row.get_attribute("data-spoke") == ("no" if silent else "yes")
+    assert page.locator("[data-module=classifier]").get_attribute("data-spoke") == "yes"
     assert page.locator("[data-testid=drivers]").is_visible()
     stored_drivers = json.loads(_decision(engine, claim_id)["uncertainty_drivers"])
     assert page.locator("[data-testid=driver]").count() == len(stored_drivers)

@@ -34,6 +34,20 @@ def test_the_review_page_groups_items_by_kind():
 def test_a_rationale_stored_before_it_was_structured_is_shown_as_words():
     legacy = json.dumps(["classifier score 0.210 (mid band)", "amount_ratio=3.1 moved the score +0.080"])
     view = rationale_view(legacy)
-    assert view == {"summary": json.loads(legacy), "features": [], "evidence": []}
-    assert rationale_view(None) == {"summary": [], "features": [], "evidence": []}
-    assert rationale_view(canonical_json([])) == {"summary": [], "features": [], "evidence": []}
+    empty = {"summary": [], "features": [], "evidence": [], "modules": []}
+    assert view == {**empty, "summary": json.loads(legacy)}
+    assert rationale_view(None) == empty
+    assert rationale_view(canonical_json([])) == empty
+
+
+def test_a_module_item_names_its_version_and_whether_it_spoke():
+    spoke = rationale_item("module", "watchlist", "hit", 0.0812, version="2026.09")
+    silent = rationale_item("module", "device_check", "not_applicable", None, version="1.4.1")
+    assert spoke["text"] == "module watchlist 2026.09 said hit, moved p_fraud +0.081"
+    assert silent["text"] == "module device_check 1.4.1 could not say (not_applicable; marginalised)"
+    assert RationaleItem.model_validate(spoke).version == "2026.09"
+    view = rationale_view(canonical_json([spoke, silent]))
+    assert view["modules"] == [
+        {"name": "watchlist", "version": "2026.09", "state": "hit", "spoke": True, "delta": 0.0812},
+        {"name": "device_check", "version": "1.4.1", "state": "not_applicable", "spoke": False, "delta": None}]
+    assert view["summary"] == []
