@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -86,3 +87,13 @@ def create_app(settings: Settings | None = None, *, pin_check_seconds: float = D
         return JSONResponse({"status": "ready", "versions": pinned.versions, "last_check_error": pins.last_error})
 
     return app
+
+
+SERVE_ENV = {"pin_check_seconds": "AIOS_SERVE_PIN_CHECK_SECONDS", "max_batch": "AIOS_SERVE_MAX_BATCH"}
+
+
+def app_from_env() -> FastAPI:
+    """`create_app` with the options `aios serve` passes its worker processes in `SERVE_ENV`
+    (uvicorn starts each worker from an import string, so options travel in the environment)."""
+    return create_app(pin_check_seconds=float(os.environ.get(SERVE_ENV["pin_check_seconds"], DEFAULT_CHECK_SECONDS)),
+                      max_batch=int(os.environ.get(SERVE_ENV["max_batch"], "512")))

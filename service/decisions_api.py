@@ -7,6 +7,17 @@ path reads them), `models.features.build_features`, and the use case `aios.useca
 with the pinned models. The same claim with the same pinned versions gets the same decision as in a
 batch. The response body is the decision contract, `aios.kernel.contracts.Decision`.
 
+Documents. A claim sent without `documents` is decided with the documents of its `document_refs` that
+the document store holds when the request is decided; a document not there yet counts as unread (it
+lowers `docs_readable`, and without a readable invoice `doc_amount_mismatch` is unobserved, so the network
+decides without that signal and its value of information shows in `uncertainty_drivers`). The service does
+not wait for documents and does not re-decide by itself: submit the claim again once its documents landed
+and the new decision replaces the old one (see Storage).
+
+Paths. By default a claim is decided on the fast path (`models.fast_decision`, the same bits as `decide`)
+and the claims decided together are kept in one transaction, committed before any response is sent
+(group commit). `AIOS_API_FAST_PATH=0` selects the previous batch-shaped path (the benchmark's baseline).
+
 Storage. Each decision is upserted by claim id into the decision store under the partition
 `api-YYYY-MM-DD` (the UTC day the service received it). The daily batch partitions are named
 `YYYY-MM-DD` and a batch run replaces its whole partition, so the API never writes into one.
@@ -26,6 +37,9 @@ documents go to the claim's own namespace of the document store, never over anot
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -51,20 +65,26 @@ from connectors.stores.clients import Client, claim_owners, own_claims
 from connectors.stores.reviews import open_review_claims
 from aios.kernel.settings import Settings
 from aios.kernel.tracing import claim_trace_hex, record_claim_spans
-from aios.usecases.decide_and_record import RecordFailed, decide_and_record, decision_body, needs_review
+from aios.usecases.decide_and_record import (RecordFailed, decide_and_record, decision_body, needs_review,
+                                             record_group)
 from connectors.documents import DocumentStore
 from connectors.stores.audit import ledger as audit_ledger
 from connectors.stores.decisions import decisions_table, review_cases
+from models.fast_decision import FastModels, FastPathUnsupported, claim_features, decide_one, snapshot_record
 from models.features import build_features
 from models.validation import MAX_AMOUNT, MAX_PRIOR_CLAIMS, MAX_REPORT_DELAY_DAYS, MAX_TENURE_DAYS
 from service.auth import require_scope
 from service.batcher import Job, MicroBatcher
 from service.metrics import ServiceMetrics
-from service.model_pins import ModelPins, NoModelPinned
+from service.model_pins import ModelPins, NoModelPinned, Pinned
 
 MAX_BATCH = 100
 MAX_DOCUMENT_BYTES = 64_000
 EARLIEST, LATEST = datetime(1990, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
+# "0" selects the batch-shaped path (build_features + decide on DataFrames, one transaction per store) that
+# the fast path replaced: the benchmark measures both in one run.
+FAST_PATH_ENV = "AIOS_API_FAST_PATH"
+log = logging.getLogger("aios.service.decisions")
 API_PARTITION_PREFIX = "api-"
 _SINGLE, _BATCH = "<claim>", "<batch>"
 
@@ -253,6 +273,11 @@ class AlreadyDecided(HTTPException):
                                "claim_ids": ids, "reasons": {c: reasons[c] for c in ids}})
 
 
+def fast_path_default() -> bool:
+    """Whether the service takes the single-claim fast path (`AIOS_API_FAST_PATH`, on unless "0"/"false")."""
+    return os.environ.get(FAST_PATH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class AlreadyReceived(HTTPException):
     """409: claims another ingress (bus, inbox) delivered first; their day's batch run decides them."""
 
@@ -266,11 +291,20 @@ class DecisionService:
     """Decides submitted claims with the pinned models and records every decision.
 
     Requests are queued to one worker that decides whatever is waiting in one call (service/batcher.py).
+    On the fast path (the default) each claim is decided by `models.fast_decision.decide_one` (the same
+    bits as `decide`, without pandas) and the claims decided together are kept in one transaction
+    (`record_group`: snapshots, decision rows, review cases and ledger rows, one commit) before any
+    of their responses is sent.
     """
 
     def __init__(self, settings: Settings, pins: ModelPins, metrics: ServiceMetrics | None = None, *,
-                 max_batch: int = 512) -> None:
-        """`max_batch`: most claims decided in one call when concurrent requests are batched together."""
+                 max_batch: int = 512, fast_path: bool | None = None) -> None:
+        """`max_batch`: most claims decided in one call when concurrent requests are batched together;
+        `fast_path`: None reads `AIOS_API_FAST_PATH`."""
+        self.fast_path = fast_path_default() if fast_path is None else fast_path
+        self._fast: tuple[Pinned, FastModels | None] | None = None
+        self._fast_lock = threading.Lock()
+        self._typical: tuple[int, dict[str, float]] | None = None
         self.settings = settings
         self.pins = pins
         self.metrics = metrics
@@ -279,9 +313,49 @@ class DecisionService:
         ensure_tables(self.engine, *CLIENT_TABLES)
         self.ledger = audit_ledger(self.engine)
         self.documents = DocumentStore(settings.documents_dir)
-        self.batcher: MicroBatcher[ClaimIn, list[dict[str, Any]]] = MicroBatcher(self._decide_jobs,
-                                                                                 max_items=max_batch)
+        process = self._decide_jobs_fast if self.fast_path else self._decide_jobs
+        self.batcher: MicroBatcher[ClaimIn, list[dict[str, Any]]] = MicroBatcher(process, max_items=max_batch)
         self._policies: tuple[tuple[int, int], pd.DataFrame] | None = None
+        if self.fast_path:
+            pins.on_swap(lambda new, _old: self.fast_models(new))  # derived at pin time, not on a request
+
+    def fast_models(self, pinned: Pinned) -> FastModels | None:
+        """What the fast path derives from a pinned set (once per set); None when it cannot take the
+        classifier apart (that set is then decided by `decide`)."""
+        cached = self._fast
+        if cached is not None and cached[0] is pinned:
+            return cached[1]
+        with self._fast_lock:
+            cached = self._fast
+            if cached is None or cached[0] is not pinned:
+                try:
+                    fast: FastModels | None = FastModels(pinned.models)
+                except FastPathUnsupported as exc:
+                    log.warning("fast path off for %s: %s", pinned.versions, exc)
+                    fast = None
+                cached = self._fast = (pinned, fast)
+        return cached[1]
+
+    def typical_amounts(self) -> dict[str, float]:
+        """policy_id → typical amount, from the book of policies (re-read when the file changes)."""
+        book = self.policies()
+        cached = self._typical
+        if cached is None or cached[0] != id(book):
+            cached = self._typical = (id(book), dict(zip(book["policy_id"].astype(str),
+                                                         book["typical_amount"].astype(float).tolist())))
+        return cached[1]
+
+    def document_texts(self, claim: ClaimIn) -> list[str]:
+        """The texts of the claim's readable documents (as `_documents`): those sent inline, else those of
+        its `document_refs` the store holds now in the claim's namespace."""
+        if claim.documents is not None:
+            return [d.text for d in claim.documents]
+        texts = []
+        for ref in claim.document_refs:
+            text = self.documents.read_for_claim(claim.claim_id, ref)
+            if text is not None:
+                texts.append(text)
+        return texts
 
     def policies(self) -> pd.DataFrame:
         """The book of policies (re-read when the file changes)."""
@@ -403,6 +477,70 @@ class DecisionService:
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return results
 
+    def _decide_jobs_fast(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> list[Any]:
+        """The fast path of `_decide_jobs` (same refusals, ownership, documents and actors): each claim by
+        `decide_one`, then the decisions of all the jobs kept in one transaction (`record_group`)."""
+        t0 = time.perf_counter()
+        try:
+            pinned = self.pins.current()  # one pinned set for the whole batch
+        except NoModelPinned as exc:
+            raise HTTPException(503, f"no model pinned yet: {exc}") from exc
+        fast = self.fast_models(pinned)
+        if fast is None:
+            return self._decide_jobs(jobs)
+        owners = {c.claim_id: job.meta["client"].client_id for job in jobs for c in job.items}
+        taken = self._refusals(list(owners), owners)
+        results: list[Any] = [None] * len(jobs)
+        live = []
+        for k, job in enumerate(jobs):
+            refused = {c.claim_id: taken[c.claim_id] for c in job.items if c.claim_id in taken}
+            if refused:
+                results[k] = AlreadyDecided(refused)
+            else:
+                live.append(k)
+        live = self._register(jobs, live, results)
+        claims = [c for k in live for c in jobs[k].items]
+        if not claims:
+            return results
+        typical = self.typical_amounts()
+        rows, snapshots = [], []
+        for c in claims:
+            features = claim_features(vars(c), self.document_texts(c), typical.get(c.policy_id))
+            row = decide_one(c.claim_id, features, fast)
+            row["currency"] = c.currency
+            rows.append(row)
+            snapshots.append(snapshot_record(c.claim_id, features))
+        now = datetime.now(timezone.utc)
+        partition = f"{API_PARTITION_PREFIX}{now:%Y-%m-%d}"
+        decided_at = now.isoformat()
+        own_claims(self.engine, {c.claim_id: jobs[k].meta["client"].client_id for k in live for c in jobs[k].items})
+        self._keep_documents(claims)
+        # every ledger row attributed to the client that asked for the decision
+        actor_of = {c.claim_id: jobs[k].meta["client"].actor for k in live for c in jobs[k].items}
+        try:
+            statuses = record_group(self.engine, partition, rows, snapshots, pinned.models.policy, ACTOR, decided_at,
+                                    actor_of=actor_of)
+        except RecordFailed as exc:
+            self._unregister([c.claim_id for c in claims])
+            return [exc if r is None else r for r in results]
+        out = [decision_dict({**r, "partition": partition, "decided_at": decided_at}, statuses.get(r["claim_id"]))
+               for r in rows]
+        i = 0
+        for k in live:
+            job = jobs[k]
+            n = len(job.items)
+            results[k] = out[i:i + n]
+            record_claim_spans("service.api.decide", [c.claim_id for c in job.items], int(job.meta["started_ns"]),
+                               {"aios.partition": partition, "aios.request_id": str(job.meta["request_id"]),
+                                "aios.actor": job.meta["client"].actor},
+                               {d["claim_id"]: {"aios.route": d["route"]} for d in out[i:i + n]})
+            i += n
+        if self.metrics is not None:
+            self.metrics.observe_decisions([r["route"] for r in rows], [r["p_fraud"] for r in rows])
+            self.metrics.batch_claims.observe(len(claims))
+            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        return results
+
     def _register(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]], live: list[int],
                   results: list[Any]) -> list[int]:
         """Register the live jobs' claims under "api" (one identity per claim id across ingress paths); a job
@@ -477,7 +615,12 @@ async def post_decisions(request: Request,
                          client: Annotated[Client, Depends(require_scope("decisions:write"))],
                          x_request_id: Annotated[str | None, Header(max_length=64, pattern=ID_PATTERN)] = None
                          ) -> JSONResponse:
-    """Decide the claims with the pinned models and store each decision; the same function as the batch path."""
+    """Decide the claims with the pinned models and store each decision; the same function as the batch path.
+
+    Every decision is stored, snapshotted and in the audit ledger before the response. Documents named in
+    `document_refs` that the document store does not hold yet count as unread (their signals unavailable);
+    submit the claim again when they land to have it re-decided.
+    """
     claims = payload if isinstance(payload, list) else [payload]
     request_id = x_request_id or uuid.uuid4().hex
     # awaited, not run in the thread pool: the request holds no thread while its batch is decided

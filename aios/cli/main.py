@@ -305,14 +305,27 @@ def demo(fresh: bool = typer.Option(False, help="Regenerate history and retrain 
 def serve(port: int = typer.Option(8000, help="Port to listen on (127.0.0.1 only)."),
           pin_check_seconds: float = typer.Option(10.0, help="How often to check whether the model alias moved."),
           max_batch: int = typer.Option(512, help="Most claims of concurrent requests decided in one call."),
+          workers: int = typer.Option(1, min=1, help="Worker processes (each loads the pinned models once)."),
+          fast_path: bool = typer.Option(True, help="Decide on the single-claim fast path with group commit "
+                                                    "(--no-fast-path: the previous batch-shaped path)."),
           log_level: str = typer.Option("info", help="uvicorn log level.")) -> None:
     """Serve the decision API (POST /v1/decisions, GET /v1/claims/{id}, /metrics; callers need a key from
     `aios clients add`) and the review UI on 127.0.0.1."""
+    import os
+
     import uvicorn
 
-    from service.app import create_app
+    from service.app import SERVE_ENV, create_app
+    from service.decisions_api import FAST_PATH_ENV
 
-    uvicorn.run(create_app(pin_check_seconds=pin_check_seconds, max_batch=max_batch), host="127.0.0.1", port=port,
+    os.environ[FAST_PATH_ENV] = "1" if fast_path else "0"
+    if workers == 1:
+        uvicorn.run(create_app(pin_check_seconds=pin_check_seconds, max_batch=max_batch), host="127.0.0.1",
+                    port=port, log_level=log_level, access_log=False)
+        return
+    os.environ[SERVE_ENV["pin_check_seconds"]] = str(pin_check_seconds)
+    os.environ[SERVE_ENV["max_batch"]] = str(max_batch)
+    uvicorn.run("service.app:app_from_env", factory=True, workers=workers, host="127.0.0.1", port=port,
                 log_level=log_level, access_log=False)
 
 

@@ -31,10 +31,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from aios.kernel.contracts import Route
+from connectors.stores.audit import decision_ledger_rows, ledger
 from connectors.stores.audit import record_decisions as ledger_decisions
 from connectors.stores.audit import record_policy_in_force
-from connectors.stores.decisions import enqueue_reviews, save_decisions, upsert_decisions
-from connectors.stores.snapshots import save_snapshots
+from connectors.stores.decisions import (enqueue_reviews, open_review_rows, save_decisions, upsert_decision_rows,
+                                         upsert_decisions)
+from connectors.stores.snapshots import insert_snapshot_records, save_snapshots
 from governance.policy import PolicySet
 from models.decision import DecisionModels, decide, decision_versions, route_claims
 from models.features import feature_version
@@ -149,6 +151,37 @@ def decide_and_record(engine: sa.Engine, features: pd.DataFrame, models: Decisio
     except Exception as exc:  # noqa: BLE001 - any failed write fails the call as one
         raise RecordFailed(f"{len(decisions)} decision(s) computed but not kept: {exc}") from exc
     return decisions, recorded
+
+
+def record_group(engine: sa.Engine, partition: str, decisions: list[dict[str, Any]], snapshots: list[dict[str, Any]],
+                 policy: PolicySet, actor: str, decided_at: str,
+                 actor_of: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Keep decisions made together (the sync API's requests that arrived together) in ONE transaction:
+    their feature snapshots, decision rows and review cases, then their score/posterior/decision ledger rows,
+    under the ledger's append lock (group commit: one commit for the group, the hash chain stays serial).
+
+    `decisions` are `decide` rows with `currency`; `snapshots` the feature records they name by hash. Returns
+    the review status of each claim routed to human review. `actor_of`: claim id → the actor its ledger rows
+    name (the API client that asked), `actor` for the others. Any failure raises RecordFailed with nothing kept
+    (the policy-in-force row, recorded once per policy change before the group, may stay: it is true anyway).
+    """
+    if not decisions:
+        return {}
+    statuses: dict[str, str] = {}
+
+    def writes(conn: sa.Connection) -> None:
+        insert_snapshot_records(conn, snapshots, feature_version())
+        upsert_decision_rows(conn, partition, decisions, decided_at)
+        statuses.update(open_review_rows(conn, partition, decisions))
+
+    try:
+        _record_policy(engine, policy, actor)
+        rows = [r for d in decisions for r in decision_ledger_rows(partition, [d], (actor_of or {}).get(d["claim_id"],
+                                                                                                  actor))]
+        ledger(engine).append_many_after(writes, rows)
+    except Exception as exc:  # noqa: BLE001 - any failed write fails the group as one
+        raise RecordFailed(f"{len(decisions)} decision(s) computed but not kept: {exc}") from exc
+    return statuses
 
 
 def needs_review(decisions: pd.DataFrame) -> bool:

@@ -56,12 +56,11 @@ def record_validation(engine: sa.Engine, partition: str, valid_ids: Iterable[str
     return ledger(engine).append_many(_traced(rows))
 
 
-def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, actor: str = PIPELINE_ACTOR,
-                     trace_id: str | None = None) -> int:
-    """Three rows per claim: its score, its posterior (with interval) and its routed decision, each with the
-    versions and the feature-snapshot hash it was computed from."""
+def decision_ledger_rows(partition: str, decisions: Iterable[Mapping[str, Any]], actor: str = PIPELINE_ACTOR,
+                         trace_id: str | None = None) -> list[dict[str, Any]]:
+    """The three ledger rows of each decision (score, posterior, decision), claim trace ids set."""
     rows: list[dict[str, Any]] = []
-    for d in decisions.to_dict("records"):
+    for d in decisions:
         versions = json.loads(d["versions"]) if isinstance(d["versions"], str) else d["versions"]
         common = {"actor": actor, "claim_id": str(d["claim_id"]), "versions": versions,
                   "snapshot_hash": d["snapshot_hash"], "trace_id": d.get("trace_id") or trace_id}
@@ -72,7 +71,14 @@ def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame,
         rows.append({**common, "event": "decision", "payload": {
             "partition": partition, "route": d["route"], "amount": float(d["amount"]),
             "rationale": json.loads(d["rationale"])}})
-    return ledger(engine).append_many(_traced(rows))
+    return _traced(rows)
+
+
+def record_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame, actor: str = PIPELINE_ACTOR,
+                     trace_id: str | None = None) -> int:
+    """Three rows per claim: its score, its posterior (with interval) and its routed decision, each with the
+    versions and the feature-snapshot hash it was computed from."""
+    return ledger(engine).append_many(decision_ledger_rows(partition, decisions.to_dict("records"), actor, trace_id))
 
 
 def record_payouts(engine: sa.Engine, partition: str, receipts: Mapping[str, str],

@@ -93,6 +93,34 @@ def upsert_decisions(engine: sa.Engine, partition: str, decisions: pd.DataFrame,
         conn.execute(decisions_table.insert(), rows)
 
 
+def upsert_decision_rows(conn: sa.Connection, partition: str, rows: list[dict], decided_at: str) -> None:
+    """Inside the caller's transaction: these claims' decisions (dicts with `DECISION_FIELDS`) replace
+    earlier rows of the same claims (the sync API's writes, as `upsert_decisions`)."""
+    out = [{**{k: r[k] for k in DECISION_FIELDS}, "partition": partition, "decided_at": decided_at} for r in rows]
+    conn.execute(decisions_table.delete().where(decisions_table.c.claim_id.in_([r["claim_id"] for r in out])))
+    conn.execute(decisions_table.insert(), out)
+
+
+def open_review_rows(conn: sa.Connection, partition: str, rows: list[dict]) -> dict[str, str]:
+    """Inside the caller's transaction: a review case for each decision (dict with `currency`) routed to human
+    review that has none yet (as `enqueue_reviews`); returns those claims' review status (new cases: open)."""
+    todo = [r for r in rows if r["route"] == Route.human_review.value]
+    if not todo:
+        return {}
+    ids = [r["claim_id"] for r in todo]
+    statuses = dict(conn.execute(sa.select(review_cases.c.claim_id, review_cases.c.status).where(
+        review_cases.c.claim_id.in_(ids))).all())
+    now = datetime.now(timezone.utc)
+    new = [{"claim_id": r["claim_id"], "partition": partition, "amount": r["amount"], "currency": r["currency"],
+            "p_fraud": r["p_fraud"], "p_fraud_low": r["p_fraud_low"], "p_fraud_high": r["p_fraud_high"],
+            "status": "open", "enqueued_at": now.isoformat(), "sla_due_at": (now + REVIEW_SLA).isoformat()}
+           for r in todo if r["claim_id"] not in statuses]
+    if new:
+        conn.execute(review_cases.insert(), new)
+        statuses.update({r["claim_id"]: "open" for r in new})
+    return statuses
+
+
 def save_quarantine(engine: sa.Engine, partition: str, quarantined: pd.DataFrame) -> None:
     """Store the partition's quarantined rows with their reasons and raw values."""
     now = _now()

@@ -74,6 +74,11 @@ audit_ledger_head = sa.Table(
 )
 
 
+# built once: the append path runs them on every group commit
+_HEAD_FOR_UPDATE = sa.select(audit_ledger_head).where(audit_ledger_head.c.id == 1).with_for_update()
+_LAST_ROW = sa.select(audit_ledger.c.seq, audit_ledger.c.hash).order_by(audit_ledger.c.seq.desc()).limit(1)
+
+
 class LedgerError(RuntimeError):
     """The ledger cannot append (e.g. its head does not match its last row: run `aios audit verify`)."""
 
@@ -219,6 +224,7 @@ class AuditLedger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._clock = clock
+        self._head_seen = False
         if ensure_schema:
             ensure_ledger_schema(engine)
 
@@ -231,18 +237,20 @@ class AuditLedger:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 init = {"id": 1, "seq": 0, "hash": GENESIS_HASH, "at": ""}
-                if self.dialect == "postgresql":
-                    conn.execute(pg.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
-                elif self.dialect == "sqlite":
-                    conn.execute(sqlite_dialect.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
-                head = conn.execute(sa.select(audit_ledger_head).where(audit_ledger_head.c.id == 1)
-                                    .with_for_update()).first()
+                # The head row, once there, is never deleted (the guards refuse it): a process that saw it
+                # skips the insert-if-missing round on the hot path.
+                head = conn.execute(_HEAD_FOR_UPDATE).first() if self._head_seen else None
+                if head is None:
+                    if self.dialect == "postgresql":
+                        conn.execute(pg.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
+                    elif self.dialect == "sqlite":
+                        conn.execute(sqlite_dialect.insert(audit_ledger_head).values(**init).on_conflict_do_nothing())
+                    head = conn.execute(_HEAD_FOR_UPDATE).first()
                 if head is None:
                     conn.execute(audit_ledger_head.insert().values(**init))
-                    head = conn.execute(sa.select(audit_ledger_head).where(audit_ledger_head.c.id == 1)
-                                        .with_for_update()).one()
-                last = conn.execute(sa.select(audit_ledger.c.seq, audit_ledger.c.hash)
-                                    .order_by(audit_ledger.c.seq.desc()).limit(1)).first()
+                    head = conn.execute(_HEAD_FOR_UPDATE).one()
+                self._head_seen = True
+                last = conn.execute(_LAST_ROW).first()
                 last_seq, last_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
                 if (last_seq, last_hash) != (head.seq, head.hash):
                     raise LedgerError(f"ledger head (seq {head.seq}) does not match its last row (seq {last_seq}); "
@@ -253,10 +261,15 @@ class AuditLedger:
                 conn.rollback()
                 raise
 
-    def _write(self, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not prepared:
+    def _write(self, prepared: list[dict[str, Any]],
+               before: Callable[[sa.Connection], Any] | None = None) -> list[dict[str, Any]]:
+        if not prepared and before is None:
             return []
         with self._locked() as (conn, seq, prev, last_at):
+            if before is not None:
+                before(conn)
+            if not prepared:
+                return []
             now = format_ts(self._clock()) if self._clock else utc_now()
             at = max(now, last_at)  # never before the previous row, even if clocks differ
             rows = []
@@ -283,6 +296,17 @@ class AuditLedger:
         Each row is a mapping with `event`, `actor` and optionally `payload`, `claim_id`, `versions`,
         `snapshot_hash`, `trace_id`.
         """
+        return len(self._write(self._checked(rows)))
+
+    def append_many_after(self, before: Callable[[sa.Connection], Any], rows: Iterable[Mapping[str, Any]]) -> int:
+        """Group commit: `before(conn)` (the writes the rows record), then the rows, in ONE transaction that
+        holds the append lock; all of it is kept or none. Returns the number of rows appended.
+
+        Rows are checked as `append_many` checks them, before the transaction starts.
+        """
+        return len(self._write(self._checked(rows), before))
+
+    def _checked(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         prepared = []
         for i, r in enumerate(rows):
             unknown = set(r) - _ROW_KEYS
@@ -292,7 +316,7 @@ class AuditLedger:
                 raise ValueError(f"row {i}: `event` and `actor` are required")
             prepared.append(_prepare(r["event"], r["actor"], r.get("payload"), r.get("claim_id"),
                                      r.get("versions"), r.get("snapshot_hash"), r.get("trace_id")))
-        return len(self._write(prepared))
+        return prepared
 
     # reading -------------------------------------------------------------------------------------
     @contextmanager

@@ -39,6 +39,22 @@ def save_snapshots(engine: sa.Engine, features: pd.DataFrame, feature_version: s
     return hashes
 
 
+def insert_snapshot_records(conn: sa.Connection, records: list[dict], feature_version: str) -> list[str]:
+    """Inside the caller's transaction: store each feature record (claim id included, NaN as None) under the
+    hash of its canonical JSON (a snapshot stored before is left as it is); returns the hashes."""
+    now = datetime.now(timezone.utc).isoformat()
+    hashes, rows = [], {}
+    for rec in records:
+        text = canonical_json(rec)
+        h = sha256_text(text)
+        hashes.append(h)
+        rows[h] = {"snapshot_hash": h, "claim_id": str(rec.get("claim_id")), "feature_version": feature_version,
+                   "payload": text, "stored_at": now}
+    if rows:
+        conn.execute(insert_ignore(conn, feature_snapshots), list(rows.values()))
+    return hashes
+
+
 def load_snapshots(engine: sa.Engine, hashes: list[str]) -> pd.DataFrame:
     """The stored feature rows (indexed by claim_id) for `hashes`, each checked against its hash.
 
