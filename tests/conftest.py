@@ -5,6 +5,9 @@ import tempfile
 
 _HOME = tempfile.mkdtemp(prefix="aios-test-")
 os.environ["AIOS_HOME"] = _HOME
+# Every launcher in the session (CLI commands included) uses the session's Dagster instance, never the
+# project's .aios/dagster that `make test` exports.
+os.environ["DAGSTER_HOME"] = os.path.join(_HOME, "dagster")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
