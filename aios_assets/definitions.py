@@ -5,6 +5,7 @@ import dagster as dg
 from aios_assets import backtest, claims, documents, fusion_study, payouts, review, training
 from aios_assets.backtest import backtest_job, backtest_summary_job, slo_job
 from aios_assets.documents import documents_job
+from aios.kernel.settings import get_settings
 from aios_assets.executors import run_executor
 from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
 from aios_assets.payouts import payout_dispatch_job
