@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.aios/dagster
 
-.PHONY: install run demo test dev dev-prod lock bench backtest clean dagster-home debian-deps
+.PHONY: install run demo test dev dev-prod cluster lock bench backtest clean dagster-home debian-deps
 
 install: $(STAMP) debian-deps
 
@@ -59,6 +59,15 @@ dev-prod: install
 	@trap 'kill -TERM $$land 2>/dev/null; wait $$land' EXIT; \
 	$(PROD_ENV) $(BIN)/aios land --all & land=$$!; \
 	$(PROD_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The distributed profile on one machine: production profile, steps as Celery tasks over RabbitMQ;
+# Dagster webserver + daemon + WORKERS Celery workers (the first also serves the `heavy` queue), stopped
+# together on Ctrl-C/SIGTERM. `aios cluster status` lists the workers and their queues.
+WORKERS ?= 2
+CLUSTER_ENV := $(PROD_ENV) AIOS_EXECUTOR=celery
+cluster: install
+	$(CLUSTER_ENV) $(BIN)/aios db prepare
+	$(CLUSTER_ENV) exec $(BIN)/aios cluster up --workers $(WORKERS)
 
 bench: install
 	$(BIN)/python -m bench

@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from aios.kernel.settings import Settings
+from aios_assets.executors import HEAVY
 from aios_assets.metadata import image
 from aios_assets.partitions import daily_partitions
 from aios_resources import InboxResource, ModelRegistryResource, PolicyResource, StoresResource
@@ -100,7 +101,7 @@ def backtest_snapshot(context: dg.AssetExecutionContext, inbox: InboxResource,
                                           "rows": snap.rows, "feature_version": feature_version()})
 
 
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"mlflow", "pgmpy"},
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"mlflow", "pgmpy"}, op_tags=HEAVY,
           description="Champion and challenger (MLflow aliases) decide the same frozen snapshot; labels joined "
                       "by claim id; AUC, Brier, ECE, automation, fraud caught, false positives, expected loss.")
 def backtest_report(context: dg.AssetExecutionContext, backtest_snapshot: str, inbox: InboxResource,

@@ -7,6 +7,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from aios_assets.executors import HEAVY
 from aios_assets.checks import DATA_QUALITY, DRIFT, data_quality_result, drift_result
 from aios_assets.metadata import counts_table, image
 from aios_assets.partitions import daily_partitions
@@ -114,7 +115,7 @@ def validate(context: dg.AssetExecutionContext, raw_claims: pd.DataFrame, stores
     yield data_quality_result(context.partition_key, len(result.valid), len(result.quarantined), stores)
 
 
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"},
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas"}, op_tags=HEAVY,
           description="The readable documents of each validated claim (text layer), from the document store.")
 def claim_documents(validated_claims: pd.DataFrame, documents: DocumentStoreResource) -> dg.Output[pd.DataFrame]:
     """The readable documents of the day's validated claims."""

@@ -5,6 +5,8 @@ import dagster as dg
 from aios_assets import backtest, claims, documents, fusion_study, payouts, review, training
 from aios_assets.backtest import backtest_job, backtest_summary_job, slo_job
 from aios_assets.documents import documents_job
+from aios.kernel.settings import get_settings
+from aios_assets.executors import run_executor
 from aios_assets.jobs import claims_job, daily_scoring_schedule, training_job
 from aios_assets.payouts import payout_dispatch_job
 from aios_assets.review import review_payouts_job
@@ -22,4 +24,5 @@ defs = dg.Definitions(
     schedules=[daily_scoring_schedule],
     sensors=[inbox_sensor, landed_claims_sensor, review_sensor, alarm_sensor, payout_dispatch_sensor],
     resources=build_resources(),
+    executor=run_executor(get_settings()),
 )

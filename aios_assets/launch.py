@@ -2,7 +2,10 @@
 
 Jobs run in process (`JobDefinition.execute_in_process`) against the persistent Dagster instance
 (DAGSTER_HOME), so a run launched from the CLI shows up in the Dagster UI like any other, and its
-outcome is read from Dagster's own result: run id, success, asset check evaluations and the
+outcome is read from Dagster's own result. On the distributed profile (`AIOS_EXECUTOR=celery`) a run
+goes through `dg.execute_job` with the reconstructable job instead (`execute_in_process` ignores the
+job's executor): this process orchestrates, the Celery workers run the steps, and the run carries
+`dagster/max_runtime` so run monitoring fails it if this process dies. Either way the outcome is read from Dagster's own result: run id, success, asset check evaluations and the
 materializations' metadata (`RunOutcome`). Nothing is parsed from stdout.
 
 The benchmarks keep Dagster out of their own process (its imports and memory would be measured with
@@ -25,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aios.kernel.settings import Settings, get_settings
+from aios.kernel.settings import PROJECT_ROOT, Executor, Settings, get_settings
 
 if TYPE_CHECKING:
     import dagster as dg
+    from dagster._core.execution.execution_result import ExecutionResult
 
 _CURSOR_KEY = "aios/launcher/inbox_sensor_cursor"
 
@@ -86,7 +90,7 @@ def _defs() -> dg.Definitions:
     return defs
 
 
-def _error(result: dg.ExecuteInProcessResult) -> str | None:
+def _error(result: ExecutionResult) -> str | None:
     import dagster as dg
 
     for event in result.all_events:
@@ -98,7 +102,31 @@ def _error(result: dg.ExecuteInProcessResult) -> str | None:
     return None if result.success else "run failed"
 
 
-def outcome(job: str, result: dg.ExecuteInProcessResult, partition: str | None = None) -> RunOutcome:
+def execute(job: str, *, partition: str | None = None, **kwargs: Any) -> ExecutionResult:
+    """Run `job` (optionally one partition; `kwargs`: run_config, asset_selection) on the settings'
+    executor: in this process, or steps as Celery tasks orchestrated from this process."""
+    s = get_settings()
+    if s.executor is not Executor.celery:
+        return _defs().resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance(),
+                                                               raise_on_error=False, **kwargs)
+    import dagster as dg
+
+    tags = {"dagster/max_runtime": str(s.max_run_seconds)}
+    if partition is not None:
+        tags["dagster/partition"] = partition
+    return dg.execute_job(_reconstructable(job), instance(), tags=tags, raise_on_error=False, **kwargs)
+
+
+def _reconstructable(job: str):  # noqa: ANN202 (dagster's ReconstructableJob)
+    """`job` as other processes (Celery workers, step subprocesses) rebuild it: by module and name."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repo = ReconstructableRepository.for_module("aios_assets.definitions", "defs",
+                                                working_directory=str(PROJECT_ROOT))
+    return repo.get_reconstructable_job(job)
+
+
+def outcome(job: str, result: ExecutionResult, partition: str | None = None) -> RunOutcome:
     """A run's outcome read from Dagster's result: check evaluations and each materialization's metadata
     (as plain values: text, numbers, JSON, paths)."""
     checks = {e.check_name: {"passed": e.passed, "description": e.description}
@@ -115,15 +143,29 @@ def outcome(job: str, result: dg.ExecuteInProcessResult, partition: str | None =
 
 def train() -> RunOutcome:
     """Materialize the training assets: classifier (registered @champion), network, drift reference."""
-    result = _defs().resolve_job_def("training_job").execute_in_process(instance=instance(), raise_on_error=False)
-    return outcome("training_job", result)
+    return outcome("training_job", execute("training_job"))
 
 
 def run_partition(partition: str) -> RunOutcome:
     """Materialize the claims job for one day; a failed blocking check leaves payouts unmaterialized."""
-    result = _defs().resolve_job_def("claims_job").execute_in_process(
-        partition_key=partition, instance=instance(), raise_on_error=False)
-    return outcome("claims_job", result, partition)
+    return outcome("claims_job", execute("claims_job", partition=partition), partition)
+
+
+def reexecute(run_id: str) -> RunOutcome:
+    """Re-execute a failed run from its failure (the steps that failed or never ran), on the settings'
+    executor; the partition and tags are the failed run's."""
+    import dagster as dg
+
+    inst = instance()
+    failed = inst.get_run_by_id(run_id)
+    if failed is None:
+        raise ValueError(f"run_id: no run {run_id} in the instance at {os.environ['DAGSTER_HOME']}")
+    options = dg.ReexecutionOptions.from_failure(run_id, inst)
+    keep = ("dagster/partition", "dagster/max_runtime")  # not inherited by execute_job's re-execution
+    tags = {k: v for k, v in failed.tags.items() if k in keep or not k.startswith("dagster/")}
+    tags.update({"dagster/parent_run_id": run_id, "dagster/root_run_id": failed.root_run_id or run_id})
+    result = dg.execute_job(_reconstructable(failed.job_name), inst, reexecution_options=options, tags=tags)
+    return outcome(failed.job_name, result, failed.tags.get("dagster/partition"))
 
 
 def ingest() -> list[RunOutcome]:
@@ -144,11 +186,9 @@ def ingest() -> list[RunOutcome]:
 def backtest_days(days: Iterable[str], on_day: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
     """Run `backtest_job` for each day (frozen snapshot, champion and challenger, metrics); `on_day` is told
     each day's outcome as it finishes."""
-    job, inst = _defs().resolve_job_def("backtest_job"), instance()
     out = []
     for day in days:
-        result = outcome("backtest_job", job.execute_in_process(partition_key=day, instance=inst,
-                                                                raise_on_error=False), day)
+        result = outcome("backtest_job", execute("backtest_job", partition=day), day)
         out.append(result)
         if on_day:
             on_day(result)
@@ -164,9 +204,8 @@ def backtest_window(days: list[str], assets: tuple[str, ...] = ("backtest_summar
     window = {"start": days[0], "end": days[-1]}
     config = {"backtest_summary": {"config": {**window, "bounds": str(bounds or "")}},
               "threshold_economics": {"config": {**window, "costs": str(costs or "")}}}
-    result = _defs().resolve_job_def("backtest_summary_job").execute_in_process(
-        instance=instance(), raise_on_error=False, asset_selection=[dg.AssetKey(a) for a in assets],
-        run_config={"ops": {a: config[a] for a in assets}})
+    result = execute("backtest_summary_job", asset_selection=[dg.AssetKey(a) for a in assets],
+                     run_config={"ops": {a: config[a] for a in assets}})
     return outcome("backtest_summary_job", result)
 
 
@@ -183,17 +222,20 @@ def run_in_child(settings: Settings, *args: str, timeout: float = 900) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`train`, `ingest` or `partition DAY`: exit 0 when every run succeeded (or was stopped by a check)."""
+    """`train`, `ingest`, `partition DAY` or `reexecute RUN_ID`: exit 0 when every run succeeded (or was stopped by a check)."""
     parser = argparse.ArgumentParser(prog="python -m aios_assets.launch")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train")
     sub.add_parser("ingest")
     sub.add_parser("partition").add_argument("partition")
+    sub.add_parser("reexecute", help="re-execute a failed run from its failure").add_argument("run_id")
     args = parser.parse_args(argv)
     if args.cmd == "train":
         outcomes = [train()]
     elif args.cmd == "ingest":
         outcomes = ingest()
+    elif args.cmd == "reexecute":
+        outcomes = [reexecute(args.run_id)]
     else:
         outcomes = [run_partition(args.partition)]
     for o in outcomes:

@@ -135,7 +135,7 @@ class PayoutResource(dg.ConfigurableResource):
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location; with `settings`, bound to those values (tests), else to env vars."""
     if settings is not None:
-        db, mlflow_uri, home = settings.db_url, settings.mlflow_uri, str(settings.home)
+        db, mlflow_uri, home, io_dir = settings.db_url, settings.mlflow_uri, str(settings.home), str(settings.step_io_dir)
         model_name, alias = settings.model_name, settings.model_alias
         env = settings.resource_env()
         payout = PayoutResource(database_url=db, rail=env["AIOS_RESOLVED_PAYOUT_RAIL"],
@@ -147,6 +147,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         db = dg.EnvVar("AIOS_RESOLVED_DATABASE_URL")
         mlflow_uri = dg.EnvVar("AIOS_RESOLVED_MLFLOW_URI")
         home = dg.EnvVar("AIOS_RESOLVED_HOME")
+        io_dir = dg.EnvVar("AIOS_RESOLVED_IO_DIR")
         from aios.kernel.settings import get_settings
 
         model_name, alias = get_settings().model_name, get_settings().model_alias
@@ -161,4 +162,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "registry": ModelRegistryResource(tracking_uri=mlflow_uri, home=home, model_name=model_name, alias=alias),
         "policy": PolicyResource(),
         "payout": payout,
+        # Steps hand their outputs over through a folder every worker reaches (Celery workers included).
+        "io_manager": dg.FilesystemIOManager(base_dir=io_dir),
     }

@@ -30,7 +30,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
-ORDER = ["bench_inference", "bench_batch", "bench_api", "bench_ingest", "bench_fusion_study", "bench_ocr"]
+ORDER = ["bench_inference", "bench_batch", "bench_api", "bench_ingest", "bench_fusion_study", "bench_ocr", "bench_cluster"]
 KEYS = ("name", "value", "unit", "baseline", "ratio")
 
 

@@ -21,6 +21,7 @@ from aios.cli.users import users_app
 from aios.cli.payouts import payouts_app
 from aios.cli.documents import documents_app
 from aios.cli.clients import clients_app
+from aios.cli.cluster import cluster_app
 from aios.cli.audit import audit_app
 from aios.cli.evaluate import evaluate_app
 from aios.cli.policy import policy_app
@@ -35,6 +36,7 @@ app.add_typer(payouts_app, name="payouts")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(documents_app, name="documents")
 app.add_typer(clients_app, name="clients")
+app.add_typer(cluster_app, name="cluster")
 app.command()(replay)
 app.command()(backtest)
 app.command()(thresholds)

@@ -36,6 +36,13 @@ class Profile(str, Enum):
     production = "production"
 
 
+class Executor(str, Enum):
+    """How a run executes its steps."""
+
+    default = "default"
+    celery = "celery"
+
+
 class Settings(BaseSettings):
     """Every knob of the platform; each field is the env var `AIOS_<NAME>`."""
 
@@ -64,6 +71,14 @@ class Settings(BaseSettings):
                                      description="Host headers the service answers (DNS rebinding); JSON list.")
     api_max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Largest request body (else 413).")
     api_docs: bool | None = Field(default=None, description="Serve /openapi.json; default: only on embedded.")
+    executor: Executor = Field(default=Executor.default, description="How runs execute their steps: `default` "
+                               "(in the run's own process tree) or `celery` (each step a task on Celery workers over "
+                               "RabbitMQ; `make cluster` sets it with the production profile).")
+    celery_broker: str = Field(default="pyamqp://guest:guest@127.0.0.1:5672//", description="Celery broker URL.")
+    io_dir: Path | None = Field(default=None, description="Where steps exchange their outputs; every worker must "
+                                "reach it (a shared filesystem here, object storage in production).")
+    max_run_seconds: int = Field(default=3600, description="A run still going after this is failed by run "
+                                 "monitoring (a run whose worker died is never left started).")
 
     @property
     def inbox_dir(self) -> Path:
@@ -108,6 +123,11 @@ class Settings(BaseSettings):
     def mlflow_artifacts_dir(self) -> Path:
         """The MLflow artifact store."""
         return self.home / "mlartifacts"
+
+    @property
+    def step_io_dir(self) -> Path:
+        """Where steps exchange their outputs (the I/O manager's base directory)."""
+        return self.io_dir or self.home / "step-io"
 
     @property
     def dagster_home(self) -> Path:
@@ -169,6 +189,7 @@ class Settings(BaseSettings):
             "AIOS_RESOLVED_PAYOUT_API_URL": self.payout_api_url or "",
             "AIOS_RESOLVED_PAYOUT_BANK_STANDIN": str(self.payout_bank_standin if self.payout_bank_standin is not None
                                                      else self.profile == Profile.embedded).lower(),
+            "AIOS_RESOLVED_IO_DIR": str(self.step_io_dir),
         }
 
 

@@ -19,7 +19,7 @@ storage:
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
-{run_queue}telemetry:
+{run_queue}{run_monitoring}telemetry:
   enabled: false
 """
 
@@ -33,6 +33,19 @@ RUN_QUEUE = """concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+      # A backfill (Dagster tags each of its runs dagster/backfill) holds at most one of the two run
+      # slots, so the daily schedule's run always finds one free however many days are being backfilled.
+      - key: dagster/backfill
+        limit: 1
+"""
+
+# A run whose launching process or worker died is failed, never left STARTED: run monitoring (in the
+# daemon) fails any run still going after its maximum runtime (AIOS_MAX_RUN_SECONDS). Production only.
+RUN_MONITORING = """run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  max_runtime_seconds: {max_runtime}
+  poll_interval_seconds: 30
 """
 
 
@@ -56,11 +69,12 @@ def _plain_postgres(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def write_dagster_yaml(dagster_home: Path, storage_url: str) -> Path:
+def write_dagster_yaml(dagster_home: Path, storage_url: str, max_runtime: int = 3600) -> Path:
     """Write `dagster.yaml` under `dagster_home` with PostgreSQL storage at `storage_url`."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     path = dagster_home / "dagster.yaml"
-    path.write_text(DAGSTER_YAML.format(url=_plain_postgres(storage_url), run_queue=RUN_QUEUE))
+    path.write_text(DAGSTER_YAML.format(url=_plain_postgres(storage_url), run_queue=RUN_QUEUE,
+                                        run_monitoring=RUN_MONITORING.format(max_runtime=max_runtime)))
     return path
 
 
@@ -82,5 +96,5 @@ def prepare_production(settings: Settings, dagster_home: Path) -> list[str]:
             done.append(f"created database {make_url(url).database}")
     upgrade(settings.db_url)
     done.append(f"migrated stores at {make_url(settings.db_url).database} to head")
-    done.append(f"wrote {write_dagster_yaml(dagster_home, settings.dagster_storage_url)}")
+    done.append(f"wrote {write_dagster_yaml(dagster_home, settings.dagster_storage_url, settings.max_run_seconds)}")
     return done
