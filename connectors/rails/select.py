@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 
 from connectors.rails.base import PaymentRail
@@ -11,12 +11,20 @@ from connectors.rails.base import PaymentRail
 RAILS = ("iso20022", "http")
 
 
-@lru_cache(maxsize=8)
+_BANKS: dict[str, object] = {}
+_BANKS_LOCK = threading.Lock()
+
+
 def embedded_bank(root: str):  # -> EmbeddedBank
-    """One in-process stand-in bank per folder and process."""
+    """One in-process stand-in bank per folder and process (two payers starting at once share it: opening
+    it twice would create its accounts twice)."""
     from connectors.rails.bank_standin import EmbeddedBank
 
-    return EmbeddedBank(root)
+    with _BANKS_LOCK:
+        bank = _BANKS.get(root)
+        if bank is None:
+            bank = _BANKS[root] = EmbeddedBank(root)
+        return bank
 
 
 def build_rail(kind: str, bank_dir: str | Path = "", api_url: str = "",
