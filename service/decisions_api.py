@@ -419,13 +419,9 @@ class DecisionService:
         return self.batcher.submit_future(claims, frozenset(ids), {"request_id": request_id, "client": client,
                                                                    "started_ns": time.time_ns()})
 
-    def _decide_jobs(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> list[Any]:
-        """One decision call and one round of writes for all the jobs' claims; results split back per job."""
-        t0 = time.perf_counter()
-        try:
-            pinned = self.pins.current()  # one pinned set for the whole batch
-        except NoModelPinned as exc:
-            raise HTTPException(503, f"no model pinned yet: {exc}") from exc
+    def _admit(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> tuple[list[Any], list[int]]:
+        """(results, live): a job with a claim that cannot be decided now (decided by a batch, under review,
+        another client's, received by another ingress) gets its 409 in `results`; the others are `live`."""
         owners = {c.claim_id: job.meta["client"].client_id for job in jobs for c in job.items}
         taken = self._refusals(list(owners), owners)
         results: list[Any] = [None] * len(jobs)
@@ -436,7 +432,16 @@ class DecisionService:
                 results[k] = AlreadyDecided(refused)
             else:
                 live.append(k)
-        live = self._register(jobs, live, results)
+        return results, self._register(jobs, live, results)
+
+    def _decide_jobs(self, jobs: Sequence[Job[ClaimIn, list[dict[str, Any]]]]) -> list[Any]:
+        """One decision call and one round of writes for all the jobs' claims; results split back per job."""
+        t0 = time.perf_counter()
+        try:
+            pinned = self.pins.current()  # one pinned set for the whole batch
+        except NoModelPinned as exc:
+            raise HTTPException(503, f"no model pinned yet: {exc}") from exc
+        results, live = self._admit(jobs)
         claims = [c for k in live for c in jobs[k].items]
         if not claims:
             return results
@@ -488,17 +493,7 @@ class DecisionService:
         fast = self.fast_models(pinned)
         if fast is None:
             return self._decide_jobs(jobs)
-        owners = {c.claim_id: job.meta["client"].client_id for job in jobs for c in job.items}
-        taken = self._refusals(list(owners), owners)
-        results: list[Any] = [None] * len(jobs)
-        live = []
-        for k, job in enumerate(jobs):
-            refused = {c.claim_id: taken[c.claim_id] for c in job.items if c.claim_id in taken}
-            if refused:
-                results[k] = AlreadyDecided(refused)
-            else:
-                live.append(k)
-        live = self._register(jobs, live, results)
+        results, live = self._admit(jobs)
         claims = [c for k in live for c in jobs[k].items]
         if not claims:
             return results
