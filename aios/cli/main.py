@@ -185,7 +185,7 @@ def ingest(ctx: typer.Context = None) -> None:  # type: ignore[assignment]
 
 
 @ingest_app.command("replay")
-def ingest_replay(batch: str = typer.Option(..., "--batch", help="Landing batch id (see the bus sensor's log).")
+def ingest_replay(batch: str = typer.Option(..., "--batch", help="Landing batch id (see `aios land`'s log).")
                   ) -> None:
     """Re-run the claims job for every day a landed bus batch touched (for debugging a batch)."""
     from aios.kernel.db import get_engine
