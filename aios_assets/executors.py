@@ -49,3 +49,15 @@ def run_executor(settings: Settings) -> dg.ExecutorDefinition | None:
     from dagster_celery import celery_executor
 
     return celery_executor.configured(celery_config(settings), name="celery")
+
+
+def answering_workers(settings: Settings, timeout: float) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """(worker -> queues it serves, worker -> tasks it is running) of the Celery workers that answer within
+    `timeout` seconds on the configured broker."""
+    from dagster_celery.make_app import make_app
+
+    cfg = celery_config(settings)
+    app = make_app({"broker": cfg["broker"], "backend": cfg["backend"], "config_source": cfg["config_source"],
+                    "include": []})
+    inspect = app.control.inspect(timeout=timeout)
+    return inspect.active_queues() or {}, inspect.active() or {}

@@ -119,14 +119,10 @@ def up(workers: int = typer.Option(2, help="Celery workers on this machine (the 
 @cluster_app.command("status")
 def status(timeout: float = typer.Option(3.0, help="Seconds to wait for the workers' answers.")) -> None:
     """Workers that answer, the queues each serves and the steps each is running; exit 1 when none answers."""
-    from dagster_celery.make_app import make_app
+    from aios_assets.executors import answering_workers
 
     cfg = celery_config(get_settings())
-    app = make_app({"broker": cfg["broker"], "backend": cfg["backend"], "config_source": cfg["config_source"],
-                    "include": []})
-    inspect = app.control.inspect(timeout=timeout)
-    queues = inspect.active_queues() or {}
-    active = inspect.active() or {}
+    queues, active = answering_workers(get_settings(), timeout)
     table = Table(title=f"Celery workers on {cfg['broker'].split('@')[-1]}")
     for col in ("worker", "queues", "running steps"):
         table.add_column(col)
