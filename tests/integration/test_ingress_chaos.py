@@ -94,17 +94,24 @@ def _start_land(env: dict[str, str], name: str, *extra: str) -> subprocess.Popen
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_kill_9_of_the_landing_process_at_random_points_loses_and_doubles_nothing(nats_url, postgres_url, tmp_path):
-    n, prefix = 3000, f"K9{uuid.uuid4().hex[:6]}"
-    stream = unique_name("AIOS_K9").upper().replace("-", "_")
+def _published_nats(nats_url: str, postgres_url: str, tmp_path, tag: str, n: int, ack_wait_s: int):
+    """`n` claims published on a fresh JetStream stream: (claim id prefix, stores engine, bus source, env of
+    `aios land` on that stream)."""
+    prefix = f"{tag}{uuid.uuid4().hex[:6]}"
+    stream = unique_name(f"AIOS_{tag}").upper().replace("-", "_")
     sub = {"name": "chaos_nats", "kind": "nats",
-           "config": {"url": nats_url, "stream": stream, "durable": "landing", "ack_wait_s": 2}}
+           "config": {"url": nats_url, "stream": stream, "durable": "landing", "ack_wait_s": ack_wait_s}}
     engine = sa.create_engine(postgres_url)
     with open_bus("nats", **sub["config"]) as bus:
         bus.ensure()
         bus.publish_many(_claims(n, prefix))
         source = bus.source
-    env = _land_env(tmp_path, sub, postgres_url)
+    return prefix, engine, source, _land_env(tmp_path, sub, postgres_url)
+
+
+def test_kill_9_of_the_landing_process_at_random_points_loses_and_doubles_nothing(nats_url, postgres_url, tmp_path):
+    n = 3000
+    prefix, engine, source, env = _published_nats(nats_url, postgres_url, tmp_path, "K9", n, ack_wait_s=2)
     rnd = random.Random(19)
     kills = []
     for _ in range(3):  # kill at a random count of persisted messages, or after a random time
@@ -127,16 +134,8 @@ def test_kill_9_of_the_landing_process_at_random_points_loses_and_doubles_nothin
 
 
 def test_sigterm_stops_the_landing_process_cleanly(nats_url, postgres_url, tmp_path):
-    n, prefix = 1500, f"ST{uuid.uuid4().hex[:6]}"
-    stream = unique_name("AIOS_ST").upper().replace("-", "_")
-    sub = {"name": "chaos_nats", "kind": "nats",
-           "config": {"url": nats_url, "stream": stream, "durable": "landing", "ack_wait_s": 30}}
-    engine = sa.create_engine(postgres_url)
-    with open_bus("nats", **sub["config"]) as bus:
-        bus.ensure()
-        bus.publish_many(_claims(n, prefix))
-        source = bus.source
-    env = _land_env(tmp_path, sub, postgres_url)
+    n = 1500
+    prefix, engine, source, env = _published_nats(nats_url, postgres_url, tmp_path, "ST", n, ack_wait_s=30)
     proc = _start_land(env, "chaos_nats")
     deadline = time.monotonic() + 60
     while journaled_count(engine, source) == 0 and time.monotonic() < deadline:
